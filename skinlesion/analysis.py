@@ -1,0 +1,179 @@
+"""The whole analysis of one image: load -> preprocess -> segment -> crop -> classify -> explain.
+
+`Analyzer` loads every model once (checking each file against its card) and is then
+called per image by the web app, the batch CLI and the evaluation script alike.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .classes import task_classes
+from .classify import Classifier
+from .imageio import load_image, save_mask_png
+from .measure import contour_overlay, measure_lesion
+from .models import load_checked_model
+from .preprocess import preprocess
+from .regions import lesion_box
+from .segment import Segmenter
+
+LOW_CONFIDENCE = 0.5  # top-class probability under this is reported as low confidence
+SEGMENTER_FILE = "unet.h5"
+
+
+def classifier_file(task):
+    return f"classifier_{task}.h5"
+
+
+@dataclass
+class Analysis:
+    task: str
+    image: np.ndarray  # the original, decoded, EXIF-oriented RGB image
+    mask: np.ndarray  # bool, the image's own size
+    lesion_found: bool
+    lesion_message: str
+    region_box: tuple | None  # where the classifier input was cut from (None: whole image)
+    classifier_input: np.ndarray
+    probabilities: dict  # code -> probability, in the model's class order
+    ranked: list  # rows sorted by probability, with display names
+    prediction: str
+    malignant_probability: float
+    referral_threshold: float | None
+    suspicious: bool
+    low_confidence: bool
+    measurements: dict | None
+    model_versions: dict
+    gradcam: np.ndarray | None = None  # [0, 1] at the classifier input's size
+    saliency: np.ndarray | None = None
+    gradcam_empty: bool = False
+    warnings: list = field(default_factory=list)
+
+    def overlays(self):
+        """RGB images for display, each at the original image's own size (except the crop)."""
+        from heatmap import overlay, place_in_image
+        height, width = self.image.shape[:2]
+        images = {"original": self.image, "contour": contour_overlay(self.image, self.mask),
+                  "crop": self.classifier_input}
+        if self.gradcam is not None:
+            images["gradcam"] = overlay(self.image, place_in_image(self.gradcam, self.region_box, height, width))
+        if self.saliency is not None:
+            images["saliency"] = overlay(self.image, place_in_image(self.saliency, self.region_box, height, width),
+                                         colormap="inferno", alpha=0.7)
+        return images
+
+    def save_images(self, folder, stem, image_format="jpg"):
+        """Write the overlays (and the mask as PNG) into `folder`; returns kind -> path."""
+        from heatmap import save_rgb
+        folder = Path(folder)
+        paths = {kind: save_rgb(image, folder, f"{stem}_{kind}.{image_format}")
+                 for kind, image in self.overlays().items() if kind != "original"}
+        paths["mask"] = folder / f"{stem}_mask.png"
+        save_mask_png(self.mask, paths["mask"])
+        return paths
+
+    def summary(self):
+        """Everything but the arrays, JSON-ready."""
+        return {"task": self.task, "prediction": self.prediction,
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "malignant_probability": round(self.malignant_probability, 6),
+                "referral_threshold": self.referral_threshold, "suspicious": self.suspicious,
+                "low_confidence": self.low_confidence,
+                "lesion": {"found": self.lesion_found, "message": self.lesion_message,
+                           "area_fraction": round(float(self.mask.mean()), 6),
+                           "measurements": self.measurements},
+                "gradcam_empty": self.gradcam_empty, "warnings": list(self.warnings),
+                "models": self.model_versions,
+                "image_size": {"height": int(self.image.shape[0]), "width": int(self.image.shape[1])}}
+
+
+def model_version(card):
+    return {"name": card.get("name"), "version": card.get("version"), "file": card.get("file"),
+            "sha256": (card.get("sha256") or "")[:12]}
+
+
+class Analyzer:
+    """Loads the U-Net and the classifiers once; analyses images one at a time."""
+
+    def __init__(self, models_dir="models", tasks=("7class", "3class")):
+        models_dir = Path(models_dir)
+        model, card = load_checked_model(models_dir / SEGMENTER_FILE)
+        self.segmenter = Segmenter(model, card)
+        self.classifiers = {}
+        for task in tasks:
+            task_classes(task)  # refuses an unknown task name
+            model, card = load_checked_model(models_dir / classifier_file(task))
+            self.classifiers[task] = Classifier(model, card)
+
+    @property
+    def tasks(self):
+        return tuple(self.classifiers)
+
+    def versions(self):
+        versions = {"segmenter": model_version(self.segmenter.card)}
+        versions.update({task: model_version(c.card) for task, c in self.classifiers.items()})
+        return versions
+
+    def warm_up(self):
+        """Run every compiled function once so the first real request is not slow."""
+        dummy = np.full((150, 200, 3), 128, np.uint8)
+        dummy[50:100, 70:130] = 60
+        for task in self.classifiers:
+            self.analyze(dummy, task)
+
+    def classifier(self, task):
+        if task not in self.classifiers:
+            raise ValueError(f"Task {task!r} is not loaded; available: {', '.join(self.classifiers)}.")
+        return self.classifiers[task]
+
+    def segment(self, image, steps_cache):
+        prepared = _preprocessed(image, self.segmenter.steps, steps_cache)
+        return self.segmenter(prepared)
+
+    def analyze(self, source, task="7class", explain=True, class_index=None):
+        """source: bytes, a path, a file object or an RGB uint8 array. Raises ImageError."""
+        classifier = self.classifier(task)
+        image = source if isinstance(source, np.ndarray) else load_image(source)
+        steps_cache = {}
+        segmentation = self.segment(image, steps_cache)
+        prepared = _preprocessed(image, classifier.steps, steps_cache)
+        mask = segmentation.mask if segmentation.found else None
+        region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
+        crop = classifier.input_for(prepared, mask)
+        if explain:
+            explained = classifier.explainer.explain(crop, class_index)
+            probabilities = explained["probabilities"]
+        else:
+            explained = {}
+            probabilities = classifier.probabilities(crop[None])[0]
+        probabilities = probabilities.astype(np.float64) / probabilities.sum()
+        codes = classifier.classes
+        malignant = classifier.malignant_probability(probabilities)
+        threshold = classifier.referral_threshold
+        warnings = []
+        if not segmentation.found:
+            warnings.append(segmentation.reason + " The whole image was classified; interpret with care.")
+        low_confidence = float(probabilities.max()) < LOW_CONFIDENCE
+        if low_confidence:
+            warnings.append("Low confidence: no class reaches "
+                            f"{LOW_CONFIDENCE:.0%} probability.")
+        return Analysis(
+            task=task, image=image, mask=segmentation.mask, lesion_found=segmentation.found,
+            lesion_message=segmentation.reason, region_box=region_box, classifier_input=crop,
+            probabilities={code: float(p) for code, p in zip(codes, probabilities)},
+            ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],
+            malignant_probability=malignant, referral_threshold=threshold,
+            suspicious=threshold is not None and malignant >= threshold,
+            low_confidence=low_confidence,
+            measurements=measure_lesion(image, segmentation.mask) if segmentation.found else None,
+            model_versions={"segmenter": model_version(self.segmenter.card),
+                            "classifier": model_version(classifier.card)},
+            gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
+            gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings)
+
+
+def _preprocessed(image, steps, cache):
+    """Preprocess once per distinct list of steps (segmenter and classifier may share it)."""
+    key = tuple(steps)
+    if key not in cache:
+        cache[key] = preprocess(image, key)
+    return cache[key]

@@ -1,0 +1,259 @@
+"""Readers for the dataset layouts a user can point training or evaluation at.
+
+Each reader returns a list of Sample records; `read_dataset(root)` recognises the
+layout, or says which layouts it expected. Supported:
+- HAM10000: HAM10000_metadata*.csv plus the images anywhere below (part_1/part_2 ...);
+  lesion masks `ISIC_x_segmentation.png` anywhere below, if present.
+- ISIC 2019: a ground-truth CSV with one-hot columns MEL, NV, BCC, AK, BKL, DF, VASC,
+  SCC, UNK (AK is mapped to akiec; classes the task lacks are skipped and counted).
+- ISIC 2016-2018 segmentation: ISIC_x.jpg with ISIC_x_segmentation.png.
+- PH2: IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp and IMDxxx_lesion/IMDxxx_lesion.bmp,
+  diagnoses from PH2_dataset.txt (common/atypical nevus -> nv, melanoma -> mel).
+- One folder per class: ROOT/<class code>/*.jpg (mel, nv, ...).
+"""
+import csv
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+MASK_SUFFIX = "_segmentation"
+
+ISIC2019_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AK": "akiec", "BKL": "bkl",
+                    "DF": "df", "VASC": "vasc", "SCC": None, "UNK": None}
+
+LAYOUT_HELP = (
+    "Expected one of: HAM10000 (HAM10000_metadata.csv + images below it), ISIC 2019 "
+    "(a ground-truth CSV with columns image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK + images), "
+    "ISIC 2016-2018 segmentation (ISIC_x.jpg + ISIC_x_segmentation.png), PH2 "
+    "(IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp), or one folder per class code "
+    "(ROOT/mel/*.jpg, ROOT/nv/*.jpg, ...).")
+
+
+class DatasetError(ValueError):
+    """A data folder whose layout is not recognised or is inconsistent."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    label: str | None  # a class code, or None when only a mask is known
+    group: str  # lesion id where known, else the image id: the unit of the split
+    mask: Path | None = None
+
+
+def _index_files(root, predicate):
+    return {path.stem: path for path in sorted(Path(root).rglob("*"))
+            if path.is_file() and predicate(path)}
+
+
+def _images_by_stem(root):
+    return _index_files(root, lambda p: p.suffix.lower() in IMAGE_SUFFIXES
+                        and not p.stem.endswith(MASK_SUFFIX))
+
+
+def _masks_by_image_stem(root):
+    masks = _index_files(root, lambda p: p.stem.endswith(MASK_SUFFIX)
+                         and p.suffix.lower() in IMAGE_SUFFIXES)
+    return {stem[: -len(MASK_SUFFIX)]: path for stem, path in masks.items()}
+
+
+def _keep_classes(samples, classes, skipped_counter):
+    kept = []
+    for sample in samples:
+        if classes is None or sample.label in classes:
+            kept.append(sample)
+        else:
+            skipped_counter[sample.label] += 1
+    return kept
+
+
+def read_ham10000(root, classes=None, report=print):
+    root = Path(root)
+    csvs = sorted(root.rglob("HAM10000_metadata*.csv"))
+    if not csvs:
+        raise DatasetError(f"No HAM10000_metadata.csv below {root}. {LAYOUT_HELP}")
+    images, masks = _images_by_stem(root), _masks_by_image_stem(root)
+    samples, missing = [], 0
+    with open(csvs[0], newline="") as handle:
+        for row in csv.DictReader(handle):
+            path = images.get(row["image_id"])
+            if path is None:
+                missing += 1
+                continue
+            samples.append(Sample(path, row["dx"], row["lesion_id"], masks.get(row["image_id"])))
+    if not samples:
+        raise DatasetError(f"{csvs[0]} lists no image found below {root}. {LAYOUT_HELP}")
+    if missing:
+        report(f"HAM10000: {missing} rows of the metadata have no image file; skipped.")
+    skipped = Counter()
+    samples = _keep_classes(samples, classes, skipped)
+    if skipped:
+        report(f"HAM10000: skipped images of classes outside the task: {dict(skipped)}")
+    return samples
+
+
+def _isic2019_csv(root):
+    for path in sorted(Path(root).rglob("*.csv")):
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if {"image", "MEL", "NV"} <= set(header):
+            return path
+    return None
+
+
+def read_isic2019(root, classes=None, report=print):
+    root = Path(root)
+    truth = _isic2019_csv(root)
+    if truth is None:
+        raise DatasetError(f"No ISIC 2019 ground-truth CSV below {root}. {LAYOUT_HELP}")
+    images = _images_by_stem(root)
+    lesion_of = {}
+    for path in sorted(root.rglob("*.csv")):  # optional metadata CSV with lesion ids
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames and {"image", "lesion_id"} <= set(reader.fieldnames):
+                lesion_of.update({r["image"]: r["lesion_id"] for r in reader if r["lesion_id"]})
+    samples, skipped, missing = [], Counter(), 0
+    with open(truth, newline="") as handle:
+        for row in csv.DictReader(handle):
+            hot = [column for column in ISIC2019_COLUMNS if float(row.get(column) or 0) >= 0.5]
+            code = ISIC2019_COLUMNS[hot[0]] if len(hot) == 1 else None
+            if code is None or (classes is not None and code not in classes):
+                skipped[hot[0] if hot else "none"] += 1
+                continue
+            path = images.get(row["image"])
+            if path is None:
+                missing += 1
+                continue
+            samples.append(Sample(path, code, lesion_of.get(row["image"], row["image"])))
+    if skipped:
+        report(f"ISIC 2019: skipped rows of classes the task lacks: {dict(skipped)}")
+    if missing:
+        report(f"ISIC 2019: {missing} rows have no image file; skipped.")
+    if not samples:
+        raise DatasetError(f"{truth}: no usable rows with images. {LAYOUT_HELP}")
+    return samples
+
+
+def read_isic_segmentation(root, classes=None, report=print):
+    images, masks = _images_by_stem(root), _masks_by_image_stem(root)
+    pairs = [Sample(images[stem], None, stem, masks[stem]) for stem in sorted(images)
+             if stem in masks]
+    if not pairs:
+        raise DatasetError(f"No ISIC_x.jpg + ISIC_x_segmentation.png pairs below {root}. "
+                           f"{LAYOUT_HELP}")
+    unpaired = len(images) - len(pairs)
+    if unpaired:
+        report(f"ISIC segmentation: {unpaired} images have no mask; skipped.")
+    return pairs
+
+
+PH2_DIAGNOSIS = {"0": "nv", "1": "nv", "2": "mel"}  # common nevus, atypical nevus, melanoma
+
+
+def _ph2_labels(root):
+    labels = {}
+    for path in Path(root).rglob("PH2_dataset.txt"):
+        for line in path.read_text(errors="replace").splitlines():
+            fields = [field.strip() for field in line.split("||")]
+            names = [field for field in fields if re.fullmatch(r"IMD\d+", field)]
+            if not names:
+                continue
+            after = fields[fields.index(names[0]) + 1:]
+            codes = [field for field in after if field in PH2_DIAGNOSIS]
+            if codes:
+                labels[names[0]] = PH2_DIAGNOSIS[codes[0]]
+    return labels
+
+
+def read_ph2(root, classes=None, report=print):
+    root = Path(root)
+    images = {p.stem: p for p in root.rglob("IMD*.bmp") if "_Dermoscopic_Image" in p.parent.name}
+    if not images:
+        raise DatasetError(f"No PH2 images (IMDxxx_Dermoscopic_Image/IMDxxx.bmp) below {root}. "
+                           f"{LAYOUT_HELP}")
+    masks = {p.stem[: -len("_lesion")]: p for p in root.rglob("IMD*_lesion.bmp")}
+    labels = _ph2_labels(root)
+    samples = [Sample(path, labels.get(stem), stem, masks.get(stem))
+               for stem, path in sorted(images.items())]
+    skipped = Counter()
+    if classes is not None:
+        samples = _keep_classes(samples, set(classes) | {None}, skipped)
+    return samples
+
+
+def read_class_folders(root, classes=None, report=print):
+    from .classes import DISPLAY_NAMES
+    root = Path(root)
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir()]
+    unknown = [p.name for p in folders if p.name.lower() not in DISPLAY_NAMES]
+    if not folders or unknown:
+        raise DatasetError(f"{root}: folders {unknown or '(none)'} are not class codes "
+                           f"{sorted(DISPLAY_NAMES)}. {LAYOUT_HELP}")
+    samples, skipped = [], Counter()
+    for folder in folders:
+        for stem, path in _images_by_stem(folder).items():
+            samples.append(Sample(path, folder.name.lower(), stem))
+    samples = _keep_classes(samples, classes, skipped)
+    if skipped:
+        report(f"Class folders: skipped images of classes outside the task: {dict(skipped)}")
+    if not samples:
+        raise DatasetError(f"{root}: no images in the class folders. {LAYOUT_HELP}")
+    return samples
+
+
+def detect_layout(root):
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"Data folder not found: {root}")
+    if any(root.rglob("HAM10000_metadata*.csv")):
+        return "ham10000"
+    if _isic2019_csv(root) is not None:
+        return "isic2019"
+    if any(root.rglob("IMD*_Dermoscopic_Image")):
+        return "ph2"
+    if any(root.rglob(f"*{MASK_SUFFIX}.png")):
+        return "isic_segmentation"
+    from .classes import DISPLAY_NAMES
+    if any(p.is_dir() and p.name.lower() in DISPLAY_NAMES for p in root.iterdir()):
+        return "class_folders"
+    raise DatasetError(f"{root}: layout not recognised. {LAYOUT_HELP}")
+
+
+READERS = {"ham10000": read_ham10000, "isic2019": read_isic2019, "ph2": read_ph2,
+           "isic_segmentation": read_isic_segmentation, "class_folders": read_class_folders}
+
+
+def read_dataset(root, classes=None, layout=None, report=print):
+    """Samples of the dataset at `root` (layout auto-detected unless given)."""
+    layout = layout or detect_layout(root)
+    return READERS[layout](root, classes=classes, report=report)
+
+
+def split_by_group(samples, val_fraction=0.15, seed=42):
+    """Lesion-disjoint, class-stratified split: every image of a group lands on one side.
+
+    Groups are stratified by their (first) label, so each class keeps about
+    `val_fraction` of its lesions in validation. Deterministic for a given seed.
+    """
+    by_group = defaultdict(list)
+    for sample in samples:
+        by_group[sample.group].append(sample)
+    groups_by_label = defaultdict(list)
+    for group in sorted(by_group):
+        groups_by_label[by_group[group][0].label or ""].append(group)
+    rng = random.Random(seed)
+    val_groups = set()
+    for label in sorted(groups_by_label):
+        groups = groups_by_label[label]
+        rng.shuffle(groups)
+        count = int(round(len(groups) * val_fraction))
+        if len(groups) > 1:
+            count = max(count, 1)
+        val_groups.update(groups[:count])
+    train = [s for s in samples if s.group not in val_groups]
+    val = [s for s in samples if s.group in val_groups]
+    return train, val

@@ -1,0 +1,97 @@
+"""Turn untrusted bytes or a path into an 8-bit RGB array, or refuse with a reason."""
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MIN_SIDE = 32
+MAX_PIXELS = 50_000_000  # a decompression bomb is refused, not decoded
+
+# Pillow's own guard only warns below 2x its limit; we want a hard, early refusal.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"}
+
+
+class ImageError(ValueError):
+    """An input that cannot be analysed; str(error) is a message for a person."""
+
+
+def _open(source):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError("The file is empty.")
+        return Image.open(io.BytesIO(bytes(source)))
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise ImageError(f"No such file: {os.fspath(source)}")
+        if os.path.getsize(source) == 0:
+            raise ImageError("The file is empty.")
+        return Image.open(source)
+    return Image.open(source)  # a file-like object
+
+
+def _to_rgb8(image):
+    """Any Pillow mode (L, LA, P, RGBA, CMYK, I;16, I, F, ...) to 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit or float greyscale: scale by the actual range, not by clipping.
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+        image = Image.fromarray(scaled.round().astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas become white, not black: black reads as "lesion".
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
+    """Decode an image from bytes, a path or a file object to an (H, W, 3) uint8 RGB array.
+
+    EXIF orientation is applied. Raises ImageError with a human message for anything
+    that is not a usable still image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = _open(source)
+            if image.format not in ACCEPTED_FORMATS:
+                raise ImageError(
+                    f"Unsupported image format {image.format or 'unknown'}: "
+                    "use JPEG, PNG, BMP, WebP or TIFF.")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"The image is too large ({width}x{height} pixels); "
+                    f"the limit is {max_pixels // 1_000_000} megapixels.")
+            if min(width, height) < min_side:
+                raise ImageError(
+                    f"The image is too small ({width}x{height} pixels); "
+                    f"at least {min_side} pixels a side are needed.")
+            if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
+                raise ImageError("Animated or multi-page images are not supported: "
+                                 "upload a single still image.")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb8(image)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("This file is not an image that can be read "
+                         "(JPEG, PNG, BMP, WebP or TIFF expected).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("The image has too many pixels to be analysed safely.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # Pillow reports truncated or corrupt data as OSError/SyntaxError/ValueError.
+        raise ImageError(f"The image file is damaged or truncated ({error}).") from None
+    except MemoryError:
+        raise ImageError("The image is too large to decode.") from None
+
+
+def save_mask_png(mask, path):
+    """Write a boolean/0-1 mask as a 0/255 single-channel PNG."""
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), "L").save(path)

@@ -1,0 +1,37 @@
+"""From a decoded image to the arrays the models take: the one path for training and serving."""
+import numpy as np
+
+from .imageio import load_image
+from .preprocess import preprocess
+from .regions import classifier_input, resize_mask, resize_rgb
+
+
+def load_mask(path, height, width):
+    """A ground-truth mask file (any size, 0/255) as a boolean mask at (height, width)."""
+    mask = load_image(path, min_side=1)[..., 0] > 127
+    return resize_mask(mask, height, width)
+
+
+def segmenter_input(preprocessed, input_shape):
+    """(H, W, 3) uint8 for the U-Net, from an already preprocessed image."""
+    height, width = input_shape[:2]
+    return resize_rgb(preprocessed, height, width)
+
+
+def prepare_for_segmenter(path, mask_path, steps, input_shape):
+    """Training/evaluation arrays of one image: (U-Net input, mask at U-Net size)."""
+    image = preprocess(load_image(path), steps)
+    mask = load_mask(mask_path, *image.shape[:2])
+    height, width = input_shape[:2]
+    return segmenter_input(image, input_shape), resize_mask(mask, height, width)
+
+
+def prepare_for_classifier(path, mask_path, steps, crop_mode, size):
+    """Training/evaluation classifier input of one image, cropped by its mask file."""
+    image = preprocess(load_image(path), steps)
+    mask = load_mask(mask_path, *image.shape[:2]) if mask_path is not None else None
+    return classifier_input(image, mask, crop_mode, size)
+
+
+def as_batch(array):
+    return np.asarray(array, dtype=np.float32)[None]

@@ -1,0 +1,93 @@
+"""Lesion measurements from a mask, in pixels (the image carries no physical scale).
+
+Asymmetry, border irregularity and colour count follow the ABCD rule of dermoscopy;
+they describe the mask the U-Net drew, so they are only as good as that mask.
+"""
+import cv2
+import numpy as np
+
+# Reference RGB colours of the ABCD rule's six dermoscopic colours.
+DERMOSCOPIC_COLOURS = {
+    "white": (235, 230, 225),
+    "red": (190, 60, 60),
+    "light brown": (180, 120, 80),
+    "dark brown": (100, 60, 40),
+    "blue-grey": (110, 120, 140),
+    "black": (35, 30, 30),
+}
+COLOUR_MIN_SHARE = 0.05  # a colour counts when at least this share of the lesion has it
+
+
+def _largest_contour(mask):
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=cv2.contourArea) if contours else None
+
+
+def asymmetry(mask):
+    """Share of the lesion that does not overlap its mirror image, worst of the two
+    principal axes (0 = perfectly symmetric)."""
+    ys, xs = np.nonzero(mask)
+    if xs.size < 3:
+        return 0.0
+    points = np.stack([xs, ys], 1).astype(np.float32)
+    center = points.mean(0)
+    _, eigenvectors = np.linalg.eigh(np.cov((points - center).T))
+    aligned = (points - center) @ eigenvectors  # coordinates along the principal axes
+    extent = int(np.ceil(np.abs(aligned).max())) + 2
+    grid = np.zeros((2 * extent + 1, 2 * extent + 1), bool)
+    cells = np.round(aligned).astype(int) + extent
+    grid[cells[:, 1], cells[:, 0]] = True
+    grid = cv2.morphologyEx(grid.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
+    area = grid.sum()
+    scores = [np.logical_xor(grid, np.flip(grid, axis)).sum() / (2.0 * area) for axis in (0, 1)]
+    return float(max(scores))
+
+
+def border_irregularity(contour, area):
+    """Compactness: perimeter^2 / (4 pi area); 1.0 for a circle, larger when ragged."""
+    perimeter = cv2.arcLength(contour, True)
+    return float(perimeter ** 2 / (4 * np.pi * max(area, 1.0)))
+
+
+def colour_count(image, mask):
+    """How many of the six dermoscopic colours cover at least 5% of the lesion."""
+    pixels = image[mask].astype(np.float32)
+    if pixels.size == 0:
+        return 0, []
+    references = np.array(list(DERMOSCOPIC_COLOURS.values()), np.float32)
+    nearest = np.argmin(((pixels[:, None, :] - references[None]) ** 2).sum(-1), axis=1)
+    shares = np.bincount(nearest, minlength=len(references)) / len(pixels)
+    present = [name for name, share in zip(DERMOSCOPIC_COLOURS, shares) if share >= COLOUR_MIN_SHARE]
+    return len(present), present
+
+
+def measure_lesion(image, mask):
+    """Measurements of a non-empty boolean mask on its RGB image (same size)."""
+    contour = _largest_contour(mask)
+    if contour is None:
+        return None
+    area = float(mask.sum())
+    (_, _), (box_w, box_h), _ = cv2.minAreaRect(contour)
+    hull = cv2.convexHull(contour)[:, 0, :].astype(np.float32)
+    distances = np.sqrt(((hull[:, None, :] - hull[None]) ** 2).sum(-1))
+    colours, colour_names = colour_count(image, mask)
+    return {
+        "area_px": int(area),
+        "area_fraction": round(area / mask.size, 4),
+        "max_diameter_px": round(float(distances.max()), 1),
+        "equivalent_diameter_px": round(float(np.sqrt(4 * area / np.pi)), 1),
+        "min_box_px": [round(float(min(box_w, box_h)), 1), round(float(max(box_w, box_h)), 1)],
+        "asymmetry": round(asymmetry(mask), 3),
+        "border_irregularity": round(border_irregularity(contour, area), 3),
+        "colour_count": colours,
+        "colours": colour_names,
+    }
+
+
+def contour_overlay(image, mask, color=(0, 255, 0), thickness=None):
+    """The image with the mask's outline drawn on it (line width scales with size)."""
+    thickness = thickness or max(1, round(max(image.shape[:2]) / 300))
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    drawn = image.copy()
+    cv2.drawContours(drawn, contours, -1, color, thickness)
+    return drawn

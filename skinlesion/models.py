@@ -1,0 +1,236 @@
+"""Model builders, backbone initialisation, model cards and checked loading.
+
+Every classifier is one flat functional graph (no nested sub-model), so Grad-CAM can
+reach the last convolutional layer, and it ends in a Dense layer named "logits"
+followed by a softmax: explanations are taken from the logits.
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import keras
+from keras import layers
+
+LOGITS_LAYER = "logits"
+MOBILENET_LAST_CONV = "out_relu"
+SEQUENTIAL_LAST_CONV = "last_conv"
+
+# U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
+UNET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu",
+              "block_6_expand_relu", "block_13_expand_relu")
+UNET_BOTTOM = "block_16_project"
+
+
+class ModelFileError(RuntimeError):
+    """A model file or its card is missing, corrupt or does not match."""
+
+
+def _mobilenet_on(tensor):
+    """MobileNetV2 built directly on `tensor`, so its layers join the caller's graph."""
+    return keras.applications.MobileNetV2(input_tensor=tensor, include_top=False,
+                                          weights=None, alpha=1.0)
+
+
+def _scaled_input(input_shape):
+    """Models take raw 0-255 RGB; the scaling to [-1, 1] lives inside the graph."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    scaled = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    return inputs, scaled
+
+
+def build_mobilenet_classifier(num_classes, input_size=160, dropout=0.3):
+    inputs, scaled = _scaled_input((input_size, input_size, 3))
+    backbone = _mobilenet_on(scaled)
+    x = layers.GlobalAveragePooling2D(name="pool")(backbone.output)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
+    probabilities = layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name="mobilenetv2_classifier")
+
+
+def build_sequential_classifier(num_classes, input_size=160, dropout=0.3):
+    """The plain Conv2D baseline that published projects compare against."""
+    inputs, x = _scaled_input((input_size, input_size, 3))
+    for index, filters in enumerate((32, 64, 128, 256)):
+        name = SEQUENTIAL_LAST_CONV if index == 3 else f"conv{index}"
+        x = layers.Conv2D(filters, 3, padding="same", name=name + "_conv")(x)
+        x = layers.BatchNormalization(name=name + "_bn")(x)
+        x = layers.ReLU(name=name)(x)
+        if index < 3:
+            x = layers.MaxPooling2D(name=f"pool{index}")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
+    probabilities = layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name="sequential_classifier")
+
+
+def build_classifier(arch, num_classes, input_size):
+    if arch == "mobilenetv2":
+        return build_mobilenet_classifier(num_classes, input_size)
+    if arch == "sequential":
+        return build_sequential_classifier(num_classes, input_size)
+    raise ValueError(f"Unknown architecture {arch!r}: mobilenetv2 or sequential.")
+
+
+def last_conv_layer_name(model):
+    names = {layer.name for layer in model.layers}
+    for candidate in (MOBILENET_LAST_CONV, SEQUENTIAL_LAST_CONV):
+        if candidate in names:
+            return candidate
+    raise ValueError("The model has no known last convolutional layer for Grad-CAM.")
+
+
+def _upsample(x, filters, name):
+    x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", use_bias=False,
+                               name=name + "_up")(x)
+    x = layers.BatchNormalization(name=name + "_bn")(x)
+    return layers.ReLU(name=name + "_relu")(x)
+
+
+def build_unet(input_shape=(128, 160, 3), decoder_filters=(192, 96, 48, 32)):
+    """U-Net with a MobileNetV2 encoder; outputs a per-pixel lesion probability."""
+    inputs, scaled = _scaled_input(input_shape)
+    encoder = _mobilenet_on(scaled)
+    x = encoder.get_layer(UNET_BOTTOM).output
+    skips = [encoder.get_layer(name).output for name in reversed(UNET_SKIPS)]
+    for index, (skip, filters) in enumerate(zip(skips, decoder_filters)):
+        x = _upsample(x, filters, f"decoder{index}")
+        x = layers.Concatenate(name=f"decoder{index}_concat")([x, skip])
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                          name=f"decoder{index}_conv")(x)
+        x = layers.BatchNormalization(name=f"decoder{index}_conv_bn")(x)
+        x = layers.ReLU(name=f"decoder{index}_conv_relu")(x)
+    x = _upsample(x, 16, "decoder_out")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask")(x)
+    return keras.Model(inputs, outputs, name="unet_mobilenetv2")
+
+
+# --- initialisation -----------------------------------------------------------------
+
+def _find_mobilenet(model):
+    """The (possibly nested) sub-model holding MobileNetV2's layers, or the model itself."""
+    names = {layer.name for layer in model.layers}
+    if "Conv1" in names:
+        return model
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found = _find_mobilenet(layer)
+            if found is not None:
+                return found
+    return None
+
+
+def _imagenet_source(input_size):
+    try:
+        return keras.applications.MobileNetV2(weights="imagenet", include_top=False,
+                                              input_shape=(input_size, input_size, 3))
+    except Exception as error:  # urllib/ssl/OSError: no single type covers "offline"
+        raise ModelFileError(
+            "Could not download the ImageNet weights for MobileNetV2 "
+            f"({type(error).__name__}: {error}). Without internet, start from a local "
+            "Keras model with --init PATH, or train from scratch with --init none.") from None
+
+
+def initialise_backbone(model, init, input_size=160):
+    """Copy MobileNetV2 weights into `model` by layer name. Returns how many layers took.
+
+    init: "none" (keep random weights), "imagenet" (Keras download), or the path of a
+    Keras model file that contains a MobileNetV2 (nested or flat, any input size).
+    """
+    if init in (None, "", "none"):
+        return 0
+    if init == "imagenet":
+        source = _imagenet_source(input_size)
+    else:
+        if not os.path.isfile(init):
+            raise ModelFileError(f"--init: no such model file: {init}")
+        try:
+            loaded = keras.models.load_model(init, compile=False)
+        except Exception as error:
+            raise ModelFileError(f"--init: cannot load {init} as a Keras model ({error}).") from None
+        source = _find_mobilenet(loaded)
+        if source is None:
+            raise ModelFileError(f"--init: {init} contains no MobileNetV2 layers (no 'Conv1').")
+    source_layers = {layer.name: layer for layer in source.layers}
+    copied = 0
+    for layer in model.layers:
+        donor = source_layers.get(layer.name)
+        if donor is None or not layer.weights:
+            continue
+        donor_weights = donor.get_weights()
+        if [w.shape for w in donor_weights] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(donor_weights)
+            copied += 1
+    if copied == 0:
+        raise ModelFileError(f"--init {init}: no layer matched by name; nothing was copied.")
+    return copied
+
+
+# --- files and cards ---------------------------------------------------------------
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path(model_path):
+    return Path(model_path).with_suffix(".json")
+
+
+def write_card(model_path, card):
+    """Write the JSON card beside the model, stamped with the model file's sha256."""
+    card = dict(card, file=Path(model_path).name, sha256=sha256_of(model_path))
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def read_card(model_path):
+    path = card_path(model_path)
+    if not path.is_file():
+        raise ModelFileError(f"Model card missing: {path} (every model ships with its card).")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"Model card {path} is not valid JSON ({error}).") from None
+
+
+def load_checked_model(model_path):
+    """Load a model after checking its sha256 against its card. Returns (model, card)."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelFileError(f"Model file missing: {model_path}")
+    card = read_card(model_path)
+    actual = sha256_of(model_path)
+    if card.get("sha256") != actual:
+        raise ModelFileError(
+            f"Model file {model_path} does not match its card (sha256 {actual[:12]}... "
+            f"but the card says {str(card.get('sha256'))[:12]}...): the file is corrupt "
+            "or was replaced without a new card.")
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as error:
+        raise ModelFileError(f"Model file {model_path} cannot be loaded ({error}).") from None
+    return model, card
+
+
+def freeze_through(model, layer_name):
+    """Freeze every layer up to and including `layer_name` (graph order). Returns the count.
+
+    On two CPU cores most of a training step is spent in the high-resolution early
+    blocks; their ImageNet filters (edges, blobs, colour) transfer to dermoscopy, so
+    freezing them buys epochs. Frozen BatchNormalization layers run in inference mode.
+    """
+    if not layer_name:
+        return 0
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        raise ValueError(f"No layer named {layer_name!r} to freeze through.")
+    last = names.index(layer_name)
+    for layer in model.layers[: last + 1]:
+        layer.trainable = False
+    return last + 1

@@ -1,0 +1,75 @@
+"""Lesion segmentation with the U-Net: mask at the image's own size, box, plausibility."""
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .inputs import segmenter_input
+from .regions import lesion_box
+
+MIN_AREA_FRACTION = 0.005  # smaller than this is noise, not a lesion we can measure
+MAX_AREA_FRACTION = 0.98  # a mask covering the whole frame found no boundary
+
+
+@dataclass
+class Segmentation:
+    mask: np.ndarray  # bool, (H, W) of the input image
+    found: bool
+    reason: str  # why nothing was found, "" when found
+    box: tuple | None  # (top, bottom, left, right) of the classifier crop, or None
+    area_fraction: float
+
+
+def clean_mask(mask):
+    """Keep the largest connected region and fill its holes (one lesion per image)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask, dtype=bool)
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    region = (labels == largest).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(region)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def probability_to_mask(probability, height, width, threshold=0.5):
+    """U-Net probability map -> cleaned boolean mask at (height, width)."""
+    resized = cv2.resize(probability.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return clean_mask(resized > threshold)
+
+
+def describe_mask(mask):
+    area_fraction = float(mask.mean())
+    if area_fraction < MIN_AREA_FRACTION:
+        return Segmentation(mask, False, "No lesion was found in the image.", None, area_fraction)
+    if area_fraction > MAX_AREA_FRACTION:
+        return Segmentation(mask, False, "The lesion fills the whole frame: its border could "
+                            "not be found.", None, area_fraction)
+    return Segmentation(mask, True, "", lesion_box(mask), area_fraction)
+
+
+class Segmenter:
+    """Wraps a loaded U-Net; one compiled forward function, fixed input shape."""
+
+    def __init__(self, model, card):
+        import tensorflow as tf
+        self.model = model
+        self.card = card
+        size = card["input_size"]
+        self.input_shape = (int(size["height"]), int(size["width"]))
+        self.steps = tuple(card.get("preprocessing", ()))
+        self._forward = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec((None, *self.input_shape, 3), tf.float32)],
+            reduce_retracing=True)
+
+    def probability(self, preprocessed_images):
+        """Batch of preprocessed uint8 images -> list of probability maps at U-Net size."""
+        batch = np.stack([segmenter_input(image, self.input_shape) for image in preprocessed_images])
+        return self._forward(batch.astype(np.float32)).numpy()[..., 0]
+
+    def __call__(self, preprocessed_image):
+        probability = self.probability([preprocessed_image])[0]
+        height, width = preprocessed_image.shape[:2]
+        return describe_mask(probability_to_mask(probability, height, width))

@@ -1,0 +1,133 @@
+"""What both training scripts share: cached arrays, tf.data pipelines, checkpoints, logs."""
+import hashlib
+import json
+import os
+import sys
+import time
+from functools import partial
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # allow `python training/x.py` as well as `-m training.x`
+    sys.path.insert(0, str(ROOT))
+
+
+def configure_threads(threads):
+    """Pin TensorFlow's thread pools before any op runs (two jobs can share 2 cores)."""
+    import tensorflow as tf
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+
+
+def distribution_strategy():
+    """All visible GPUs under MirroredStrategy; the default (CPU) strategy otherwise."""
+    import tensorflow as tf
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _star(function, args):
+    return function(*args)
+
+
+def cached_arrays(name, function, argument_tuples, cache_dir, workers=2):
+    """Run `function(*args)` for every tuple in parallel, caching the stacked results.
+
+    The cache key covers the function's name and every argument, so a change of
+    preprocessing steps, crop mode or size never reuses stale arrays.
+    """
+    key_source = json.dumps([function.__name__, [[str(a) for a in args] for args in argument_tuples]])
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{name}-{key}.npz"
+    if path.is_file():
+        with np.load(path) as stored:
+            return tuple(stored[f"a{i}"] for i in range(len(stored.files)))
+    started = time.time()
+    with Pool(workers) as pool:
+        results = pool.map(partial(_star, function), argument_tuples, chunksize=32)
+    if isinstance(results[0], tuple):
+        arrays = tuple(np.stack(column) for column in zip(*results))
+    else:
+        arrays = (np.stack(results),)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"a{i}": array for i, array in enumerate(arrays)})
+    print(f"prepared {len(argument_tuples)} {name} arrays in {time.time() - started:.0f}s -> {path}",
+          flush=True)
+    return arrays
+
+
+def class_weights(labels, num_classes, power=1.0):
+    """Inverse-frequency weights (to the given power), scaled to average 1 over samples."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
+    weights /= (weights[labels]).mean()
+    return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+class RunState:
+    """A run folder: last checkpoint (every epoch), best model, state JSON, log."""
+
+    def __init__(self, run_dir):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.last = self.dir / "last.keras"
+        self.best = self.dir / "best.keras"
+        self.state_file = self.dir / "state.json"
+
+    def load(self):
+        if self.state_file.is_file():
+            return json.loads(self.state_file.read_text())
+        return {"epoch": 0, "best": None, "best_epoch": None, "history": []}
+
+    def save(self, state):
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=1))
+        os.replace(temporary, self.state_file)
+
+
+def epoch_callback(run, state, monitor, mode, evaluate=None):
+    """Keras callback: per-epoch log line, last/best checkpoints, resumable state."""
+    import keras
+
+    class Checkpointer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            if evaluate is not None:  # in place: EarlyStopping reads the same logs dict next
+                logs.update(evaluate(self.model))
+            value = logs[monitor]
+            better = state["best"] is None or (value > state["best"] if mode == "max"
+                                               else value < state["best"])
+            self.model.save(run.last)
+            if better:
+                self.model.save(run.best)
+                state["best"], state["best_epoch"] = float(value), epoch + 1
+            state["epoch"] = epoch + 1
+            record = {k: round(float(v), 5) for k, v in logs.items() if np.ndim(v) == 0}
+            record.update(epoch=epoch + 1, seconds=round(time.time() - self.started, 1))
+            state["history"].append(record)
+            run.save(state)
+            shown = " ".join(f"{k}={v:.4f}" for k, v in record.items()
+                             if k not in ("epoch", "seconds"))
+            print(f"epoch {epoch + 1} ({record['seconds']:.0f}s) {shown}"
+                  f"{'  *best*' if better else ''}", flush=True)
+
+    return Checkpointer()
+
+
+def cosine_schedule(base_lr, total_epochs, warmup=1, floor=0.02):
+    """Learning rate by epoch: linear warm-up then cosine decay (a pure function: resumable)."""
+    def rate(epoch, _current=None):
+        if epoch < warmup:
+            return base_lr * (epoch + 1) / (warmup + 1)
+        progress = (epoch - warmup) / max(1, total_epochs - warmup)
+        return base_lr * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * progress)))
+    return rate

@@ -1,0 +1,284 @@
+"""Evaluate a segmenter or classifier on a data folder: metrics as JSON plus PNG plots.
+
+    python -m training.evaluate --model models/unet.h5 --data DIR --out reports/unet
+    python -m training.evaluate --model models/classifier_7class.h5 --data DIR --out reports/c7 \
+        [--split val]   # only the lesion-disjoint validation split of the model's card
+
+Classifier plots: ROC per class with AUC, confusion matrix, reliability diagram.
+Segmenter plots: Jaccard histogram.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from skinlesion.imageio import load_image  # noqa: E402
+from skinlesion.inputs import load_mask  # noqa: E402
+from skinlesion.preprocess import preprocess  # noqa: E402
+
+
+def jaccard(true_mask, predicted_mask):
+    union = np.logical_or(true_mask, predicted_mask).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(true_mask, predicted_mask).sum() / union)
+
+
+def segmentation_metrics(jaccards):
+    jaccards = np.asarray(jaccards)
+    dice = 2 * jaccards / (1 + jaccards)
+    return {"images": int(len(jaccards)), "mean_jaccard": round(float(jaccards.mean()), 4),
+            "median_jaccard": round(float(np.median(jaccards)), 4),
+            "mean_dice": round(float(dice.mean()), 4),
+            "share_under_0.65_jaccard": round(float((jaccards < 0.65).mean()), 4),
+            "resolution": "each image's own size"}
+
+
+def segment_jaccards(model, samples, steps, input_shape, batch_size=32):
+    """Per-image Jaccard at the image's own size, through the serving code path."""
+    from skinlesion.segment import Segmenter, probability_to_mask
+    card = {"input_size": {"height": input_shape[0], "width": input_shape[1]},
+            "preprocessing": list(steps)}
+    segmenter = Segmenter(model, card)
+    scores = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        images = [preprocess(load_image(s.image), steps) for s in chunk]
+        probabilities = segmenter.probability(images)
+        for sample, image, probability in zip(chunk, images, probabilities):
+            height, width = image.shape[:2]
+            predicted = probability_to_mask(probability, height, width)
+            scores.append(jaccard(load_mask(sample.mask, height, width), predicted))
+    return np.array(scores)
+
+
+def evaluate_segmenter(model, samples, steps, input_shape):
+    return segmentation_metrics(segment_jaccards(model, samples, steps, input_shape))
+
+
+def classification_metrics(labels, probabilities, classes):
+    """Balanced accuracy, per-class recall and one-vs-rest AUC, confusion matrix."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
+    labels = np.asarray(labels)
+    predicted = probabilities.argmax(1)
+    recall, auc = {}, {}
+    for index, code in enumerate(classes):
+        positives = labels == index
+        if positives.any():
+            recall[code] = round(float((predicted[positives] == index).mean()), 4)
+        if positives.any() and (~positives).any():
+            auc[code] = round(float(roc_auc_score(positives, probabilities[:, index])), 4)
+    metrics = {
+        "images": int(len(labels)),
+        "class_counts": {code: int((labels == i).sum()) for i, code in enumerate(classes)},
+        "balanced_accuracy": round(float(balanced_accuracy_score(labels, predicted)), 4),
+        "accuracy": round(float((predicted == labels).mean()), 4),
+        "macro_auc_ovr": round(float(np.mean(list(auc.values()))), 4) if auc else None,
+        "recall": recall,
+        "auc": auc,
+        "confusion_matrix": {"rows_true_cols_predicted": list(classes),
+                             "counts": confusion_matrix(labels, predicted,
+                                                        labels=range(len(classes))).tolist()},
+    }
+    if "mel" in classes:
+        metrics["melanoma_recall"] = recall.get("mel")
+    return metrics
+
+
+# --- plots ----------------------------------------------------------------------------
+
+def _figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_roc(labels, probabilities, classes, path):
+    from sklearn.metrics import roc_auc_score, roc_curve
+    plt = _figure()
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    labels = np.asarray(labels)
+    for index, code in enumerate(classes):
+        positives = labels == index
+        if positives.any() and (~positives).any():
+            fpr, tpr, _ = roc_curve(positives, probabilities[:, index])
+            auc = roc_auc_score(positives, probabilities[:, index])
+            axes.plot(fpr, tpr, label=f"{code} (AUC {auc:.3f})")
+    axes.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    axes.set(xlabel="false positive rate", ylabel="true positive rate (recall)",
+             title="ROC, one class vs rest")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_confusion(labels, probabilities, classes, path):
+    from sklearn.metrics import confusion_matrix
+    plt = _figure()
+    counts = confusion_matrix(labels, probabilities.argmax(1), labels=range(len(classes)))
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for row in range(len(classes)):
+        for col in range(len(classes)):
+            axes.text(col, row, f"{counts[row, col]}\n{shares[row, col]:.0%}", ha="center",
+                      va="center", fontsize=7, color="white" if shares[row, col] > 0.5 else "black")
+    axes.set_xticks(range(len(classes)), classes)
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row shares)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def calibration(labels, probabilities, bins=10):
+    """Reliability of the top-class probability: per-bin confidence, accuracy, count; ECE."""
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == np.asarray(labels)
+    edges = np.linspace(0, 1, bins + 1)
+    rows, ece = [], 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            rows.append({"from": round(low, 2), "to": round(high, 2), "count": int(inside.sum()),
+                         "confidence": round(float(confidence[inside].mean()), 4),
+                         "accuracy": round(float(correct[inside].mean()), 4)})
+            ece += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+    return {"expected_calibration_error": round(float(ece), 4), "bins": rows}
+
+
+def plot_reliability(reliability, path):
+    plt = _figure()
+    figure, axes = plt.subplots(figsize=(5, 5))
+    bins = reliability["bins"]
+    axes.bar([(b["from"] + b["to"]) / 2 for b in bins], [b["accuracy"] for b in bins],
+             width=0.09, edgecolor="black", label="accuracy")
+    axes.plot([0, 1], [0, 1], "k:", label="perfect calibration")
+    axes.set(xlabel="top-class probability", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+             title=f"Reliability (ECE {reliability['expected_calibration_error']:.3f})")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_jaccard_histogram(jaccards, path):
+    plt = _figure()
+    figure, axes = plt.subplots(figsize=(5.5, 4))
+    axes.hist(jaccards, bins=np.linspace(0, 1, 21), edgecolor="black")
+    axes.axvline(0.65, color="red", linestyle="--", label="0.65")
+    axes.axvline(float(np.mean(jaccards)), color="black", label=f"mean {np.mean(jaccards):.3f}")
+    axes.set(xlabel="Jaccard index per image", ylabel="images", title="U-Net segmentation")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# --- command line -----------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a .h5 model with its JSON card")
+    p.add_argument("--data", required=True, help="data folder (any layout read_dataset knows)")
+    p.add_argument("--out", required=True, help="folder for metrics.json and the plots")
+    p.add_argument("--split", choices=["all", "val"], default="all",
+                   help="val: only the lesion-disjoint validation split recorded in the card")
+    p.add_argument("--pipeline", choices=["serving", "ground-truth"], default="serving",
+                   help="classifier crops from the U-Net's mask (serving) or the true mask")
+    p.add_argument("--models", default=str(ROOT / "models"), help="folder with unet.h5 (serving)")
+    return p.parse_args(argv)
+
+
+def select(samples, card, split):
+    if split == "all":
+        return samples
+    from skinlesion.datasets import split_by_group
+    settings = card["split"]
+    return split_by_group(samples, settings["val_fraction"], settings["seed"])[1]
+
+
+def classify_serving(card, model, samples, models_dir, task):
+    """Probabilities through the full serving path: U-Net mask -> crop -> classifier."""
+    from skinlesion.classify import Classifier
+    from skinlesion.models import load_checked_model
+    from skinlesion.segment import Segmenter
+    segmenter = Segmenter(*load_checked_model(Path(models_dir) / "unet.h5"))
+    classifier = Classifier(model, card)
+    rows = []
+    for sample in samples:
+        image = load_image(sample.image)
+        segmentation = segmenter(preprocess(image, segmenter.steps))
+        mask = segmentation.mask if segmentation.found else None
+        rows.append(classifier.probabilities(classifier.input_for(preprocess(image, classifier.steps),
+                                                                  mask)[None])[0])
+    return np.array(rows)
+
+
+def classify_ground_truth(card, model, samples):
+    from skinlesion.inputs import prepare_for_classifier
+    steps, size = tuple(card["preprocessing"]), card["input_size"]["height"]
+    inputs = np.stack([prepare_for_classifier(s.image, s.mask, steps, card["crop_mode"], size)
+                       for s in samples]).astype(np.float32)
+    return model.predict(inputs, batch_size=64, verbose=0)
+
+
+def evaluate_classifier_cli(args, model, card, out):
+    from skinlesion.datasets import read_dataset
+    classes = tuple(entry["code"] for entry in card["classes"])
+    samples = select(read_dataset(args.data, classes=classes), card, args.split)
+    labels = np.array([classes.index(s.label) for s in samples])
+    if args.pipeline == "serving":
+        probabilities = classify_serving(card, model, samples, args.models, card["task"])
+    else:
+        probabilities = classify_ground_truth(card, model, samples)
+    metrics = classification_metrics(labels, probabilities, classes)
+    metrics["reliability"] = calibration(labels, probabilities)
+    plot_roc(labels, probabilities, classes, out / "roc.png")
+    plot_confusion(labels, probabilities, classes, out / "confusion.png")
+    plot_reliability(metrics["reliability"], out / "reliability.png")
+    return metrics
+
+
+def evaluate_segmenter_cli(args, model, card, out):
+    from skinlesion.datasets import read_dataset
+    samples = [s for s in read_dataset(args.data) if s.mask is not None]
+    if not samples:
+        raise SystemExit(f"{args.data}: no images with lesion masks to evaluate a segmenter on.")
+    samples = select(samples, card, args.split)
+    shape = (card["input_size"]["height"], card["input_size"]["width"])
+    jaccards = segment_jaccards(model, samples, tuple(card["preprocessing"]), shape)
+    plot_jaccard_histogram(jaccards, out / "jaccard_histogram.png")
+    return segmentation_metrics(jaccards)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from skinlesion.models import ModelFileError, load_checked_model
+    try:
+        model, card = load_checked_model(args.model)
+    except ModelFileError as error:
+        raise SystemExit(f"error: {error}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if card["task"] == "segmentation":
+        metrics = evaluate_segmenter_cli(args, model, card, out)
+    else:
+        metrics = evaluate_classifier_cli(args, model, card, out)
+    metrics.update(model=str(args.model), data=str(args.data), split=args.split,
+                   pipeline=args.pipeline if card["task"] != "segmentation" else None)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}, indent=1))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
