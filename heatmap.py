@@ -1,0 +1,140 @@
+"""Explanations of a classifier's decision: Grad-CAM and a SmoothGrad saliency map.
+
+Both are taken from the logits (the Dense layer "logits"), not from the softmax: the
+softmax gradient of a confident prediction vanishes and would explain nothing.
+
+`Explainer(model)` builds its gradient model and compiled functions once; each call
+runs one forward and backward pass that returns the probabilities and the Grad-CAM
+together, so the classifier is not run twice per image. Overlays are drawn with
+`matplotlib.colormaps`, blended on the original image at its own size, and written
+to whatever folder the caller chooses.
+"""
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+LOGITS_LAYER = "logits"
+LAST_CONV_CANDIDATES = ("out_relu", "last_conv")
+EMPTY_MAP_EPSILON = 1e-8
+
+
+def last_conv_layer(model):
+    names = {layer.name for layer in model.layers}
+    for name in LAST_CONV_CANDIDATES:
+        if name in names:
+            return model.get_layer(name)
+    raise ValueError("The classifier has no known last convolutional layer "
+                     f"({', '.join(LAST_CONV_CANDIDATES)}): build it with skinlesion.models.")
+
+
+class Explainer:
+    """Probabilities, Grad-CAM and saliency for one flat functional classifier."""
+
+    def __init__(self, model, smoothgrad_samples=8, smoothgrad_noise=0.1):
+        import keras
+        import tensorflow as tf
+        self.model = model
+        size = model.input_shape[1:3]
+        self.input_shape = (int(size[0]), int(size[1]))
+        # Built once per model, never per request.
+        self._grad_model = keras.Model(model.inputs,
+                                       [last_conv_layer(model).output, model.get_layer(LOGITS_LAYER).output])
+        self.smoothgrad_samples = int(smoothgrad_samples)
+        self.smoothgrad_noise = float(smoothgrad_noise)
+        image_spec = tf.TensorSpec((1, *self.input_shape, 3), tf.float32)
+        index_spec = tf.TensorSpec((), tf.int32)
+        self._cam = tf.function(self._probabilities_and_cam, input_signature=[image_spec, index_spec])
+        self._saliency = tf.function(self._smoothgrad, input_signature=[image_spec, index_spec])
+
+    def _probabilities_and_cam(self, image, class_index):
+        import tensorflow as tf
+        with tf.GradientTape() as tape:
+            features, logits = self._grad_model(image, training=False)
+            index = tf.where(class_index < 0, tf.cast(tf.argmax(logits[0]), tf.int32), class_index)
+            target = logits[0, index]
+        gradients = tape.gradient(target, features)
+        weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
+        cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0]
+        return tf.nn.softmax(logits[0]), logits[0], cam, index
+
+    def _smoothgrad(self, image, class_index):
+        import tensorflow as tf
+        noise = tf.random.normal((self.smoothgrad_samples, *self.input_shape, 3),
+                                 stddev=self.smoothgrad_noise * 255.0)
+        noisy = tf.repeat(image, self.smoothgrad_samples, axis=0) + noise
+        with tf.GradientTape() as tape:
+            tape.watch(noisy)
+            _, logits = self._grad_model(noisy, training=False)
+            target = tf.reduce_sum(logits[:, class_index])
+        gradients = tape.gradient(target, noisy)
+        return tf.reduce_mean(tf.reduce_max(tf.abs(gradients), axis=-1), axis=0)
+
+    def explain(self, image, class_index=None, saliency=True):
+        """image: (H, W, 3) uint8 at the model's input size.
+
+        Returns a dict: probabilities, logits, class_index, gradcam and saliency maps
+        (float32 in [0, 1] at the input size), and gradcam_empty when the Grad-CAM had
+        no positive evidence (the map is then all zero, not noise scaled up).
+        """
+        import tensorflow as tf
+        batch = tf.constant(np.asarray(image, np.float32)[None])
+        wanted = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
+        probabilities, logits, cam, index = self._cam(batch, wanted)
+        cam = cam.numpy()
+        result = {"probabilities": probabilities.numpy(), "logits": logits.numpy(),
+                  "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON)}
+        result["gradcam"] = normalise(cv2.resize(cam, self.input_shape[::-1],
+                                                 interpolation=cv2.INTER_LINEAR))
+        if saliency:
+            smooth = self._saliency(batch, tf.constant(int(index), tf.int32)).numpy()
+            result["saliency"] = normalise(smooth)
+        return result
+
+
+def normalise(heat):
+    """Scale a non-negative map to [0, 1]; an all-zero (or non-finite) map stays zero."""
+    heat = np.nan_to_num(np.asarray(heat, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    heat = np.maximum(heat, 0.0)
+    top = float(heat.max()) if heat.size else 0.0
+    if top <= EMPTY_MAP_EPSILON:
+        return np.zeros_like(heat)
+    return heat / top
+
+
+def place_in_image(heat, box, height, width):
+    """Put a map computed on the crop `box` back into a (height, width) frame."""
+    if box is None:
+        return cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+    top, bottom, left, right = box
+    frame = np.zeros((height, width), np.float32)
+    frame[top:bottom, left:right] = cv2.resize(heat, (right - left, bottom - top),
+                                               interpolation=cv2.INTER_LINEAR)
+    return frame
+
+
+def colorize(heat, colormap="jet"):
+    """(H, W) map in [0, 1] -> (H, W, 3) uint8 RGB through a matplotlib colormap."""
+    from matplotlib import colormaps
+    rgba = colormaps[colormap](np.clip(heat, 0.0, 1.0))
+    return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def overlay(image, heat, colormap="jet", alpha=0.45):
+    """Blend a map (at the image's size) over an RGB uint8 image; cold areas stay visible."""
+    colored = colorize(heat, colormap).astype(np.float32)
+    weight = alpha * np.clip(heat, 0.0, 1.0)[..., None] ** 0.5
+    blended = image.astype(np.float32) * (1 - weight) + colored * weight
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def save_rgb(image, folder, name, quality=90):
+    """Write an RGB array into `folder` as `name` (.jpg/.png/.webp by suffix). Returns the path."""
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
+              ".webp": [cv2.IMWRITE_WEBP_QUALITY, quality]}.get(suffix, [])
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
+        raise OSError(f"Could not write {path}")
+    return path

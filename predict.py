@@ -1,0 +1,138 @@
+"""Batch analysis from the command line.
+
+    python predict.py PATH [PATH ...] --out DIR [--task 7class|3class]
+
+PATH: image files or folders of images (searched recursively). Writes
+DIR/predictions.csv (image, prediction, p_<code> per class, then extra columns),
+DIR/masks/<image>.png (the U-Net mask, 0/255, at the image's own size) and, for
+files that could not be analysed, DIR/errors.csv. Exit status: 0 all analysed,
+2 some skipped, 1 usage error.
+"""
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+EXIT_OK, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--task", default="7class", choices=["7class", "3class"])
+    parser.add_argument("--models", default=str(Path(__file__).resolve().parent / "models"),
+                        help="folder with the models and their cards")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    return parser.parse_args(argv)
+
+
+def collect_images(paths):
+    """Files named directly are taken whatever their suffix (the loader judges them);
+    folders are searched for image suffixes. Sorted, duplicates removed."""
+    found = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UsageError(f"No such file or folder: {text}")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise UsageError("No images found in the given paths.")
+    return unique
+
+
+def output_names(images):
+    """`image` column values: the file name without extension, made unique if two clash."""
+    names, seen = [], {}
+    for path in images:
+        stem = path.stem
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(stem if count == 0 else f"{stem}__{count}")
+    return names
+
+
+def progress(done, total, started, quiet):
+    if quiet:
+        return
+    elapsed = time.time() - started
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = (total - done) / rate if rate > 0 else 0.0
+    end = "\n" if done == total else ""
+    print(f"\r{done}/{total} images, {rate:.1f}/s, about {left:.0f}s left ", end=end,
+          file=sys.stderr, flush=True)
+
+
+def run(args):
+    images = collect_images(args.paths)
+    out = Path(args.out)
+    masks = out / "masks"
+    masks.mkdir(parents=True, exist_ok=True)
+
+    from skinlesion.analysis import Analyzer
+    from skinlesion.imageio import ImageError, save_mask_png
+    analyzer = Analyzer(args.models, tasks=(args.task,))
+    classes = analyzer.classifier(args.task).classes
+    columns = (["image", "prediction"] + [f"p_{code}" for code in classes]
+               + ["malignant_probability", "suspicious", "lesion_found", "lesion_area_fraction",
+                  "source"])
+    errors = []
+    started = time.time()
+    with open(out / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for done, (path, name) in enumerate(zip(images, output_names(images)), start=1):
+            try:
+                result = analyzer.analyze(path, args.task, explain=False)
+            except ImageError as error:
+                errors.append((name, str(path), str(error)))
+                print(f"\nskipped {path}: {error}", file=sys.stderr)
+            else:
+                save_mask_png(result.mask, masks / f"{name}.png")
+                writer.writerow([name, result.prediction]
+                                + [f"{result.probabilities[c]:.6f}" for c in classes]
+                                + [f"{result.malignant_probability:.6f}", int(result.suspicious),
+                                   int(result.lesion_found), f"{result.mask.mean():.6f}", str(path)])
+            progress(done, len(images), started, args.quiet)
+    error_file = out / "errors.csv"
+    if errors:
+        with open(error_file, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "path", "error"])
+            writer.writerows(errors)
+    elif error_file.exists():
+        error_file.unlink()  # a stale list from an earlier run would mislead
+    print(f"{len(images) - len(errors)} analysed, {len(errors)} skipped -> {out}", file=sys.stderr)
+    return EXIT_SKIPPED if errors else EXIT_OK
+
+
+def main(argv=None):
+    from skinlesion.models import ModelFileError
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else EXIT_OK
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ModelFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
