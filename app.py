@@ -1,0 +1,30 @@
+"""Skin lesion analysis web app.
+
+    python app.py                                   # http://127.0.0.1:8083, shipped models
+    gunicorn -c gunicorn.conf.py "app:create_app()" # a deployment
+
+Settings come from SKINLESION_* environment variables (see README).
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from webapp import create_app  # noqa: E402
+
+HOST = os.environ.get("SKINLESION_HOST", "127.0.0.1")
+PORT = int(os.environ.get("SKINLESION_PORT", "8083"))
+
+
+def main():
+    import sys
+    from skinlesion.models import ModelFileError
+    try:
+        app = create_app()
+    except ModelFileError as error:
+        sys.exit(f"Cannot start: {error}")
+    print(f"Serving on http://{HOST}:{PORT}  (Ctrl+C to stop)", flush=True)
+    app.run(host=HOST, port=PORT, debug=False, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Settings from environment variables (SKINLESION_*), with defaults for a workstation."""
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(name, default):
+    return os.environ.get(f"SKINLESION_{name}", default)
+
+
+def from_environment():
+    """The app's configuration; every key can also be overridden by create_app(config)."""
+    return {
+        "MODELS_DIR": Path(_env("MODELS_DIR", ROOT / "models")),
+        "TASKS": tuple(t.strip() for t in _env("TASKS", "7class,3class").split(",") if t.strip()),
+        "UPLOAD_DIR": Path(_env("UPLOAD_DIR", ROOT / "uploads")),
+        "HEATMAP_DIR": Path(_env("HEATMAP_DIR", ROOT / "heatmap")),
+        "DATABASE": Path(_env("DATABASE", ROOT / "instance" / "analyses.sqlite3")),
+        "MAX_CONTENT_LENGTH": int(float(_env("MAX_UPLOAD_MB", "20")) * 1024 * 1024),
+        "MAX_FILES": int(_env("MAX_FILES", "20")),
+        "RETENTION_DAYS": int(_env("RETENTION_DAYS", "0")),  # 0: keep forever
+        "EXAMPLES_DIR": ROOT / "static" / "examples",
+        "OVERLAY_FORMAT": _env("OVERLAY_FORMAT", "jpg"),
+        "WARM_UP": _env("WARM_UP", "1") == "1",
+        "SECRET_KEY": os.environ.get("SKINLESION_SECRET_KEY"),
+    }

@@ -1,0 +1,108 @@
+"""The web app's use of the analysis core: one Analyzer per process, files, store rows."""
+import hashlib
+import threading
+import uuid
+from pathlib import Path
+
+from skinlesion.analysis import Analyzer
+
+# One analysis at a time per process: TensorFlow already uses every core for one image,
+# and running two at once only makes both slower and doubles peak memory.
+_analysis_lock = threading.Lock()
+
+
+class StorageError(RuntimeError):
+    """Uploads or overlays could not be written (disk full, folder not writable)."""
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+class Engine:
+    def __init__(self, config, store):
+        self.config = config
+        self.store = store
+        self.analyzer = Analyzer(config["MODELS_DIR"], tasks=config["TASKS"])
+        if config.get("WARM_UP", True):
+            self.analyzer.warm_up()
+
+    @property
+    def tasks(self):
+        return self.analyzer.tasks
+
+    def analyze_upload(self, data, task, original_name="", case_ref="", note=""):
+        """Decode, analyse, write files, then the row. Raises ImageError, ValueError, StorageError."""
+        from skinlesion.imageio import load_image
+        image = load_image(data)  # decoded before anything is trusted or written
+        self.analyzer.classifier(task)  # refuses a task that is not loaded
+        with _analysis_lock:
+            result = self.analyzer.analyze(image, task)
+        analysis_id = new_id()
+        files = self._write_files(analysis_id, data, result)
+        summary = result.summary()
+        record = {
+            "id": analysis_id, "task": task, "prediction": result.prediction,
+            "probabilities": summary["probabilities"],
+            "malignant_probability": result.malignant_probability,
+            "suspicious": int(result.suspicious), "low_confidence": int(result.low_confidence),
+            "lesion": summary["lesion"], "models": summary["models"], "files": files,
+            "summary": {key: summary[key] for key in ("referral_threshold", "warnings",
+                                                      "gradcam_empty", "image_size")}
+            | {"ranked": result.ranked},
+            "original_name": (original_name or "")[:200], "image_sha256": hashlib.sha256(data).hexdigest(),
+            "case_ref": (case_ref or "").strip()[:100] or None, "note": (note or "").strip()[:2000] or None,
+        }
+        try:
+            return self.store.add(record)
+        except Exception:
+            self.remove_files(files)
+            raise
+
+    def _write_files(self, analysis_id, data, result):
+        upload_dir, heatmap_dir = Path(self.config["UPLOAD_DIR"]), Path(self.config["HEATMAP_DIR"])
+        files = {}
+        try:
+            upload_dir.mkdir(parents=True, exist_ok=True)
+            upload = upload_dir / f"{analysis_id}.upload"
+            upload.write_bytes(data)  # the bytes as received, for audit; never served raw
+            files["upload"] = upload.name
+            written = result.save_images(heatmap_dir, analysis_id, self.config.get("OVERLAY_FORMAT", "jpg"))
+            from heatmap import save_rgb
+            original = save_rgb(result.image, heatmap_dir, f"{analysis_id}_original.jpg", quality=92)
+            files.update({kind: Path(path).name for kind, path in written.items()})
+            files["original"] = original.name
+        except OSError as error:
+            self.remove_files(files | {"upload": f"{analysis_id}.upload"})
+            for leftover in Path(self.config["HEATMAP_DIR"]).glob(f"{analysis_id}_*"):
+                leftover.unlink(missing_ok=True)
+            raise StorageError("The analysis could not be saved: the server's storage is full or "
+                               "not writable. Please tell the administrator.") from error
+        return files
+
+    def file_path(self, record, kind):
+        name = record["files"].get(kind)
+        if not name:
+            return None
+        folder = self.config["UPLOAD_DIR"] if kind == "upload" else self.config["HEATMAP_DIR"]
+        return Path(folder) / name
+
+    def remove_files(self, files):
+        for kind, name in files.items():
+            folder = self.config["UPLOAD_DIR"] if kind == "upload" else self.config["HEATMAP_DIR"]
+            (Path(folder) / name).unlink(missing_ok=True)
+
+    def delete(self, record):
+        self.store.delete(record["id"])
+        self.remove_files(record["files"])
+
+    def sweep_orphans(self):
+        """Files with no row (a crash between writing files and the row) are removed."""
+        known = self.store.all_file_names()
+        removed = 0
+        for folder in (self.config["UPLOAD_DIR"], self.config["HEATMAP_DIR"]):
+            for path in Path(folder).glob("*"):
+                if path.is_file() and not path.name.startswith(".") and path.name not in known:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed

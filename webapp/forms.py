@@ -1,0 +1,48 @@
+"""Reading and checking the upload form; shared by the pages and the JSON API."""
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+
+
+class FormError(ValueError):
+    """A request the user can fix; str(error) is shown to them. status: the HTTP code."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Upload:
+    data: bytes
+    name: str  # the client's file name: shown, never used in a path
+
+
+def example_names():
+    folder = Path(current_app.config["EXAMPLES_DIR"])
+    return sorted(p.name for p in folder.glob("*.jpg")) if folder.is_dir() else []
+
+
+def read_uploads(request, field="image"):
+    """The uploaded files (or the chosen example image). Raises FormError."""
+    example = request.form.get("example")
+    if example:
+        if example not in example_names():  # a fixed list: no path from the client is opened
+            raise FormError("Unknown example image.")
+        path = Path(current_app.config["EXAMPLES_DIR"]) / example
+        return [Upload(path.read_bytes(), example)]
+    files = [f for f in request.files.getlist(field) if f and (f.filename or f.content_length)]
+    if not files:
+        raise FormError("No file was uploaded: choose a dermoscopic image (JPEG, PNG, BMP, WebP or TIFF).")
+    limit = current_app.config["MAX_FILES"]
+    if len(files) > limit:
+        raise FormError(f"Too many files at once ({len(files)}); the limit is {limit}.")
+    return [Upload(f.read(), f.filename or "upload") for f in files]
+
+
+def read_task(request, tasks):
+    task = request.form.get("task") or tasks[0]
+    if task not in tasks:
+        raise FormError(f"Unknown task {task!r}: choose {' or '.join(tasks)}.")
+    return task

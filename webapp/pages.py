@@ -1,0 +1,170 @@
+"""Server-rendered pages: upload, result, history, compare, batch, delete, images."""
+import csv
+import io
+
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
+                   send_file, url_for)
+
+from skinlesion.classes import DISPLAY_NAMES, TASKS
+from skinlesion.imageio import ImageError
+
+from .engine import StorageError
+from .forms import FormError, example_names, read_task, read_uploads
+
+blueprint = Blueprint("pages", __name__)
+IMAGE_KINDS = {"original", "mask", "contour", "gradcam", "saliency", "crop"}
+TASK_LABELS = {"7class": "7 classes (all HAM10000 diagnoses)", "3class": "3 classes (bcc, mel, nv)"}
+
+
+def engine():
+    return current_app.extensions["skinlesion"]
+
+
+def record_or_404(analysis_id):
+    record = engine().store.get(analysis_id)
+    if record is None:
+        abort(404)
+    return record
+
+
+def upload_page(error=None, status=200, form=None):
+    return render_template("index.html", error=error, form=form or {}, tasks=engine().tasks,
+                           task_labels=TASK_LABELS, examples=example_names()), status
+
+
+@blueprint.get("/")
+def index():
+    return upload_page()
+
+
+@blueprint.post("/analyze")
+def analyze():
+    form = {key: request.form.get(key, "") for key in ("task", "case", "note")}
+    try:
+        uploads = read_uploads(request)
+        task = read_task(request, engine().tasks)
+    except FormError as problem:
+        return upload_page(str(problem), problem.status, form)
+    records, failures = [], []
+    for upload in uploads:
+        try:
+            records.append(engine().analyze_upload(upload.data, task, upload.name,
+                                                   form["case"], form["note"]))
+        except ImageError as problem:
+            failures.append({"name": upload.name, "error": str(problem)})
+        except StorageError as problem:
+            return upload_page(str(problem), 503, form)
+    if len(uploads) == 1:
+        if failures:
+            return upload_page(f"{failures[0]['name']}: {failures[0]['error']}", 400, form)
+        return redirect(url_for("pages.result", analysis_id=records[0]["id"]), code=303)
+    if not records:
+        return upload_page("None of the files could be analysed: "
+                           + "; ".join(f"{f['name']}: {f['error']}" for f in failures), 400, form)
+    return render_template("batch.html", records=records, failures=failures,
+                           ids=",".join(r["id"] for r in records))
+
+
+@blueprint.get("/analyses/<analysis_id>")
+def result(analysis_id):
+    record = record_or_404(analysis_id)
+    return render_template("result.html", r=record, names=DISPLAY_NAMES, task_labels=TASK_LABELS,
+                           same_case=_same_case(record))
+
+
+def _same_case(record):
+    if not record["case_ref"]:
+        return []
+    return [r for r in engine().store.list(case_ref=record["case_ref"])
+            if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
+
+
+@blueprint.get("/analyses/<analysis_id>/<kind>")
+def analysis_image(analysis_id, kind):
+    if kind not in IMAGE_KINDS:
+        abort(404)
+    record = record_or_404(analysis_id)
+    path = engine().file_path(record, kind)
+    if path is None or not path.is_file():
+        abort(404)
+    response = send_file(path, max_age=3600)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@blueprint.post("/analyses/<analysis_id>/delete")
+def delete(analysis_id):
+    engine().delete(record_or_404(analysis_id))
+    return redirect(url_for("pages.history"), code=303)
+
+
+@blueprint.get("/history")
+def history():
+    case = request.args.get("case", "").strip()
+    return render_template("history.html", records=engine().store.list(case_ref=case or None),
+                           case=case, names=DISPLAY_NAMES)
+
+
+@blueprint.get("/compare")
+def compare():
+    first, second = record_or_404(request.args.get("a", "")), record_or_404(request.args.get("b", ""))
+    return render_template("compare.html", pair=[first, second], names=DISPLAY_NAMES,
+                           task_labels=TASK_LABELS)
+
+
+@blueprint.get("/batch.csv")
+def batch_csv():
+    ids = [i for i in request.args.get("ids", "").split(",") if i][:200]
+    records = [r for r in (engine().store.get(i) for i in ids) if r is not None]
+    if not records:
+        abort(404)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    codes = sorted({code for r in records for code in r["probabilities"]},
+                   key=lambda c: TASKS["7class"].index(c))
+    writer.writerow(["id", "file", "task", "prediction", *[f"p_{c}" for c in codes],
+                     "malignant_probability", "suspicious", "lesion_found", "case", "created"])
+    for r in records:
+        writer.writerow([r["id"], r["original_name"], r["task"], r["prediction"],
+                         *[r["probabilities"].get(c, "") for c in codes],
+                         round(r["malignant_probability"], 6), r["suspicious"],
+                         int(r["lesion"]["found"]), r["case_ref"] or "", r["created"]])
+    return Response(buffer.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=analyses.csv"})
+
+
+def register_error_handlers(app):
+    from flask import jsonify
+
+    def wants_json():
+        return request.path.startswith("/api/")
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        if wants_json():
+            return jsonify({"error": "Not found."}), 404
+        return render_template("error.html", title="Not found",
+                               message="There is no page or analysis at this address."), 404
+
+    @app.errorhandler(405)
+    def not_allowed(_error):
+        if wants_json():
+            return jsonify({"error": "Method not allowed."}), 405
+        return render_template("error.html", title="Not allowed",
+                               message="This address does not accept that kind of request."), 405
+
+    @app.errorhandler(413)
+    def too_large(_error):
+        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        message = f"The upload is too large; the limit is {limit} MB."
+        if wants_json():
+            return jsonify({"error": message}), 413
+        return upload_page(message, 413)
+
+    @app.errorhandler(500)
+    def server_error(_error):
+        if wants_json():
+            return jsonify({"error": "Internal error; the analysis was not stored."}), 500
+        return render_template("error.html", title="Something went wrong",
+                               message="The server could not finish this request. Nothing was "
+                                       "stored; please try again."), 500

@@ -1,0 +1,98 @@
+"""SQLite store of analyses (standard library only). One row per analysis.
+
+Files are written before the row is inserted, so a crash leaves at worst orphan
+files (swept at start), never a row pointing at missing files.
+"""
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS analyses (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    task TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    malignant_probability REAL NOT NULL,
+    suspicious INTEGER NOT NULL,
+    low_confidence INTEGER NOT NULL,
+    lesion TEXT NOT NULL,
+    models TEXT NOT NULL,
+    files TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    original_name TEXT,
+    image_sha256 TEXT,
+    case_ref TEXT,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS analyses_created ON analyses (created);
+CREATE INDEX IF NOT EXISTS analyses_case ON analyses (case_ref);
+"""
+JSON_COLUMNS = ("probabilities", "lesion", "models", "files", "summary")
+
+
+class Store:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.executescript(SCHEMA)
+
+    def _connect(self):
+        connection = sqlite3.connect(self.path, timeout=30)
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def add(self, record):
+        record = dict(record, created=record.get("created") or now())
+        values = {k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in record.items()}
+        columns = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
+        with self._connect() as connection:  # one transaction
+            connection.execute(f"INSERT INTO analyses ({columns}) VALUES ({marks})", values)
+        return record
+
+    def get(self, analysis_id):
+        with self._connect() as connection:
+            row = connection.execute("SELECT * FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
+        return _decode(row) if row else None
+
+    def list(self, case_ref=None, limit=200):
+        query, params = "SELECT * FROM analyses", []
+        if case_ref:
+            query += " WHERE case_ref LIKE ? ESCAPE '\\'"
+            escaped = case_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
+        query += " ORDER BY created DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+        with self._connect() as connection:
+            return [_decode(row) for row in connection.execute(query, params)]
+
+    def delete(self, analysis_id):
+        with self._connect() as connection:
+            return connection.execute("DELETE FROM analyses WHERE id = ?", (analysis_id,)).rowcount
+
+    def older_than(self, cutoff_iso):
+        with self._connect() as connection:
+            rows = connection.execute("SELECT * FROM analyses WHERE created < ?", (cutoff_iso,))
+            return [_decode(row) for row in rows]
+
+    def all_file_names(self):
+        names = set()
+        with self._connect() as connection:
+            for (files,) in connection.execute("SELECT files FROM analyses"):
+                names.update(json.loads(files).values())
+        return names
+
+
+def now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _decode(row):
+    record = dict(row)
+    for name in JSON_COLUMNS:
+        record[name] = json.loads(record[name])
+    return record
