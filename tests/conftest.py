@@ -1,0 +1,97 @@
+"""Shared fixtures: synthetic lesion images, tiny untrained models, a tiny HAM10000 folder."""
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared"
+SHARED_HAM10000 = SHARED / "data" / "ham10000"
+MODELS = ROOT / "models"
+EXAMPLES = ROOT / "static" / "examples"
+
+
+def synthetic_lesion(height=150, width=200, center=None, radius=None, seed=0):
+    """Skin-coloured RGB uint8 image with a dark brown ellipse (the "lesion") and noise."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), np.float32)
+    image[:] = (215, 170, 150)
+    cy, cx = center or (height // 2, width // 2)
+    ry, rx = radius or (height // 5, width // 6)
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+    image[inside] = (110, 70, 50)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), inside
+
+
+@pytest.fixture
+def lesion_image():
+    return synthetic_lesion()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A models/ folder of tiny random-weight models with proper cards (fast to build)."""
+    from skinlesion.classes import DISPLAY_NAMES, TASKS
+    from skinlesion.models import build_mobilenet_classifier, build_unet, write_card
+    folder = tmp_path_factory.mktemp("models")
+    unet = build_unet((64, 64, 3), decoder_filters=(16, 16, 8, 8))
+    unet.save(folder / "unet.h5")
+    write_card(folder / "unet.h5", {"task": "segmentation", "name": "tiny U-Net", "version": "test",
+                                   "input_size": {"height": 64, "width": 64},
+                                   "preprocessing": ["color_constancy"]})
+    for task, classes in TASKS.items():
+        model = build_mobilenet_classifier(len(classes), 64)
+        path = folder / f"classifier_{task}.h5"
+        model.save(path)
+        write_card(path, {"task": f"classification-{task}", "name": f"tiny {task}",
+                          "version": "test", "input_size": {"height": 64, "width": 64},
+                          "classes": [{"code": c, "name": DISPLAY_NAMES[c]} for c in classes],
+                          "preprocessing": ["color_constancy"], "crop_mode": "crop",
+                          "referral": {"malignant_probability": 0.5}})
+    return folder
+
+
+def write_jpeg(image, path):
+    from PIL import Image
+    Image.fromarray(image).save(path, quality=95)
+
+
+@pytest.fixture(scope="session")
+def tiny_ham10000(tmp_path_factory):
+    """A HAM10000-layout folder: metadata CSV, images in part_1/part_2, masks. 14 lesions."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("ham10000")
+    classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    rows = []
+    for index in range(28):
+        image_id = f"ISIC_{index:07d}"
+        label = classes[index % 7]
+        part = root / ("part_1" if index % 2 else "part_2")
+        part.mkdir(exist_ok=True)
+        image, inside = synthetic_lesion(seed=index, center=(60 + index % 3 * 10, 90 + index % 5 * 5))
+        write_jpeg(image, part / f"{image_id}.jpg")
+        masks = root / "masks"
+        masks.mkdir(exist_ok=True)
+        big = np.kron(inside.astype(np.uint8) * 255, np.ones((3, 3), np.uint8))  # 600x450 like HAM
+        Image.fromarray(big).save(masks / f"{image_id}_segmentation.png")
+        rows.append({"lesion_id": f"HAM_{index // 2:07d}", "image_id": image_id, "dx": label,
+                     "dx_type": "histo", "age": "50", "sex": "male", "localization": "back"})
+    with open(root / "HAM10000_metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def shipped_models_present():
+    return all((MODELS / name).is_file() for name in
+               ("unet.h5", "classifier_7class.h5", "classifier_3class.h5"))

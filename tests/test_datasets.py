@@ -1,0 +1,79 @@
+"""Each supported data layout is read; a wrong layout says what was expected."""
+import csv
+
+import pytest
+from PIL import Image
+
+from skinlesion.datasets import DatasetError, detect_layout, read_dataset, split_by_group
+
+
+def image(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 40), (200, 150, 120)).save(path)
+
+
+def test_ham10000(tiny_ham10000):
+    samples = read_dataset(tiny_ham10000)
+    assert detect_layout(tiny_ham10000) == "ham10000" and len(samples) == 28
+    assert all(s.mask is not None for s in samples)
+    three = read_dataset(tiny_ham10000, classes=("bcc", "mel", "nv"))
+    assert {s.label for s in three} == {"bcc", "mel", "nv"}
+
+
+def test_split_keeps_each_lesion_on_one_side(tiny_ham10000):
+    samples = read_dataset(tiny_ham10000)
+    train, val = split_by_group(samples, 0.3, seed=1)
+    assert {s.group for s in train}.isdisjoint({s.group for s in val})
+    assert len(train) + len(val) == len(samples) and val
+    assert split_by_group(samples, 0.3, seed=1) == (train, val)
+
+
+def test_isic2019_maps_ak_and_skips_classes_the_task_lacks(tmp_path):
+    columns = ["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+    rows = [("ISIC_1", "AK"), ("ISIC_2", "MEL"), ("ISIC_3", "SCC"), ("ISIC_4", "NV")]
+    with open(tmp_path / "ISIC_2019_Training_GroundTruth.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for name, label in rows:
+            writer.writerow([name] + ["1.0" if c == label else "0.0" for c in columns[1:]])
+            image(tmp_path / "images" / f"{name}.jpg")
+    messages = []
+    samples = read_dataset(tmp_path, classes=("bcc", "mel", "nv"), report=messages.append)
+    assert sorted(s.label for s in samples) == ["mel", "nv"]
+    assert any("skipped" in m and "AK" in m and "SCC" in m for m in messages)
+    assert {s.label for s in read_dataset(tmp_path, report=messages.append)} == {"akiec", "mel", "nv"}
+
+
+def test_isic_segmentation_pairs(tmp_path):
+    image(tmp_path / "ISIC_0000001.jpg")
+    image(tmp_path / "ISIC_0000001_segmentation.png")
+    image(tmp_path / "ISIC_0000002.jpg")  # no mask: skipped
+    samples = read_dataset(tmp_path, report=lambda m: None)
+    assert detect_layout(tmp_path) == "isic_segmentation"
+    assert len(samples) == 1 and samples[0].mask.name == "ISIC_0000001_segmentation.png"
+
+
+def test_ph2(tmp_path):
+    for name in ("IMD002", "IMD058"):
+        image(tmp_path / name / f"{name}_Dermoscopic_Image" / f"{name}.bmp")
+        image(tmp_path / name / f"{name}_lesion" / f"{name}_lesion.bmp")
+    (tmp_path / "PH2_dataset.txt").write_text(
+        "|| Name || Histological Diagnosis || Clinical Diagnosis ||\n"
+        "|| IMD002 ||  || 1 ||\n|| IMD058 ||  || 2 ||\n")
+    samples = read_dataset(tmp_path)
+    assert {s.image.stem: s.label for s in samples} == {"IMD002": "nv", "IMD058": "mel"}
+    assert all(s.mask is not None for s in samples)
+
+
+def test_class_folders(tmp_path):
+    image(tmp_path / "mel" / "a.jpg")
+    image(tmp_path / "nv" / "b.png")
+    assert sorted(s.label for s in read_dataset(tmp_path)) == ["mel", "nv"]
+
+
+def test_wrong_layouts_say_what_was_expected(tmp_path):
+    image(tmp_path / "melanomas" / "a.jpg")
+    with pytest.raises(DatasetError, match="Expected one of: HAM10000"):
+        read_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="not found"):
+        read_dataset(tmp_path / "missing")

@@ -1,0 +1,72 @@
+"""The batch CLI contract: predictions.csv, masks at image size, errors.csv, exit codes."""
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import predict
+from conftest import synthetic_lesion, write_jpeg
+
+
+def run(paths, out, models, task="7class"):
+    return predict.main([*map(str, paths), "--out", str(out), "--task", task, "--models", str(models),
+                         "--quiet"])
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    write_jpeg(synthetic_lesion(150, 200)[0], images / "ISIC_a.jpg")
+    Image.fromarray(synthetic_lesion(97, 131, seed=2)[0]).save(images / "sub" / "b.png")
+    return images
+
+
+@pytest.mark.parametrize("task, classes", [("7class", ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]),
+                                           ("3class", ["bcc", "mel", "nv"])])
+def test_all_good_exit_0(folder, tmp_path, tiny_models, task, classes):
+    out = tmp_path / "out"
+    assert run([folder], out, tiny_models, task) == 0
+    rows = read_rows(out / "predictions.csv")
+    with open(out / "predictions.csv") as handle:
+        header = handle.readline().strip().split(",")
+    assert header[:2 + len(classes)] == ["image", "prediction"] + [f"p_{c}" for c in classes]
+    assert sorted(r["image"] for r in rows) == ["ISIC_a", "b"]
+    for row in rows:
+        assert row["prediction"] in classes
+        assert sum(float(row[f"p_{c}"]) for c in classes) == pytest.approx(1.0, abs=1e-4)
+    assert Image.open(out / "masks" / "ISIC_a.png").size == (200, 150)
+    mask = np.asarray(Image.open(out / "masks" / "b.png"))
+    assert mask.shape == (97, 131) and set(np.unique(mask)) <= {0, 255}
+    assert not (out / "errors.csv").exists()
+
+
+def test_bad_files_are_skipped_exit_2(folder, tmp_path, tiny_models, capsys):
+    (folder / "broken.jpg").write_bytes(b"not really a jpeg")
+    (folder / "tiny.png").write_bytes(b"")
+    out = tmp_path / "out"
+    assert run([folder, folder / "ISIC_a.jpg"], out, tiny_models) == 2
+    assert sorted(r["image"] for r in read_rows(out / "predictions.csv")) == ["ISIC_a", "b"]
+    errors = read_rows(out / "errors.csv")
+    assert sorted(e["image"] for e in errors) == ["broken", "tiny"]
+    assert all(e["error"] for e in errors)
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_1(tmp_path, tiny_models):
+    assert run([tmp_path / "missing"], tmp_path / "out", tiny_models) == 1
+    (tmp_path / "empty").mkdir()
+    assert run([tmp_path / "empty"], tmp_path / "out", tiny_models) == 1
+    assert predict.main(["x.jpg"]) == 1  # --out missing
+    assert predict.main(["x.jpg", "--out", str(tmp_path), "--task", "9class"]) == 1
+
+
+def test_missing_models_is_a_clear_usage_error(folder, tmp_path, capsys):
+    assert run([folder], tmp_path / "out", tmp_path / "no-models") == 1
+    assert "Model file missing" in capsys.readouterr().err

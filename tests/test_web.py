@@ -1,0 +1,191 @@
+"""Every route and error path of the web app and the JSON API (Flask test client, tiny models)."""
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import synthetic_lesion
+
+
+@pytest.fixture(scope="module")
+def app(tiny_models, tmp_path_factory):
+    """One app per module: models load once, as in a real worker."""
+    from webapp import create_app
+    folder = tmp_path_factory.mktemp("web")
+    return create_app({"TESTING": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
+                       "HEATMAP_DIR": folder / "heatmap", "DATABASE": folder / "db.sqlite3",
+                       "WARM_UP": False, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def jpeg_bytes(seed=0, size=(150, 200)):
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_lesion(*size, seed=seed)[0]).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def post_api(client, data=None, name="lesion.jpg", **fields):
+    form = dict(fields)
+    if data is not None:
+        form["image"] = (io.BytesIO(data), name)
+    return client.post("/api/analyze", data=form, content_type="multipart/form-data")
+
+
+def test_api_analyze_contract(client):
+    response = post_api(client, jpeg_bytes(), task="3class", case="P-17", note="left shoulder")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["task"] == "3class" and body["prediction"] in ("bcc", "mel", "nv")
+    assert set(body["probabilities"]) == {"bcc", "mel", "nv"}
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert isinstance(body["suspicious"], bool)
+    assert {"found", "area_fraction", "measurements"} <= set(body["lesion"])
+    for kind in ("original", "mask", "gradcam", "saliency"):
+        image = client.get(body["images"][kind])
+        assert image.status_code == 200 and image.data, kind
+    assert client.get(body["report_url"]).status_code == 200
+    again = client.get(f"/api/analyses/{body['id']}").get_json()
+    assert again["probabilities"] == body["probabilities"] and again["case"] == "P-17"
+
+
+def test_mask_image_is_at_upload_size(client):
+    body = post_api(client, jpeg_bytes(size=(123, 157))).get_json()
+    mask = Image.open(io.BytesIO(client.get(body["images"]["mask"]).data))
+    assert mask.size == (157, 123)
+
+
+@pytest.mark.parametrize("data, name, status, message", [
+    (None, None, 400, "No file"),
+    (b"", "empty.jpg", 400, "No file|empty"),
+    (b"%PDF-1.4 not an image", "x.jpg", 400, "not an image"),
+    (b"<html><script>alert(1)</script></html>", "x.svg", 400, "not an image"),
+])
+def test_api_bad_uploads_are_4xx_json(client, data, name, status, message):
+    response = post_api(client, data, name or "x")
+    assert response.status_code == status
+    assert response.is_json and __import__("re").search(message, response.get_json()["error"])
+
+
+def test_api_unknown_task(client):
+    response = post_api(client, jpeg_bytes(), task="9class")
+    assert response.status_code == 400 and "Unknown task" in response.get_json()["error"]
+
+
+def test_api_too_large_is_413_json(client):
+    response = post_api(client, b"\xff" * (3 * 1024 * 1024))
+    assert response.status_code == 413 and "too large" in response.get_json()["error"]
+
+
+def test_api_unknown_analysis_and_route(client):
+    assert client.get("/api/analyses/nope").status_code == 404
+    assert client.get("/api/analyses/nope").get_json()["error"]
+    assert client.get("/api/nothing").get_json() == {"error": "Not found."}
+
+
+def test_health(client):
+    body = client.get("/api/health").get_json()
+    assert body["status"] == "ok" and set(body["tasks"]) == {"7class", "3class"}
+    assert body["models"]["segmenter"]["sha256"]
+
+
+def test_upload_page_and_result_page(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b"Not a diagnostic device" in page.data
+    response = client.post("/analyze", data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg"),
+                                             "task": "7class"}, content_type="multipart/form-data")
+    assert response.status_code == 303
+    result = client.get(response.headers["Location"])
+    html = result.data.decode()
+    assert result.status_code == 200 and "Not a diagnostic device" in html
+    assert "Probabilities" in html and "Melanoma" in html and "Grad-CAM" in html
+
+
+def test_upload_page_errors_keep_the_form(client):
+    response = client.post("/analyze", data={"case": "K-1", "image": (io.BytesIO(b"text"), "a.jpg")},
+                           content_type="multipart/form-data")
+    html = response.data.decode()
+    assert response.status_code == 400 and "not an image" in html
+    assert 'id="upload-form"' in html and 'value="K-1"' in html
+    assert client.post("/analyze", data={}).status_code == 400
+
+
+def test_page_too_large_is_413_with_form(client):
+    response = client.post("/analyze", data={"image": (io.BytesIO(b"\0" * (3 * 1024 * 1024)), "big.jpg")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 413 and b"too large" in response.data and b"upload-form" in response.data
+
+
+def test_example_images(client, app):
+    from webapp.forms import example_names
+    with app.test_request_context():
+        names = example_names()
+    assert names, "static/examples ships example images"
+    response = client.post("/analyze", data={"example": names[0], "task": "7class"})
+    assert response.status_code == 303
+    assert client.post("/analyze", data={"example": "../app.py"}).status_code == 400
+
+
+def test_batch_table_and_csv(client):
+    response = client.post("/analyze", data={
+        "image": [(io.BytesIO(jpeg_bytes(1)), "one.jpg"), (io.BytesIO(jpeg_bytes(2)), "two.jpg"),
+                  (io.BytesIO(b"junk"), "three.jpg")]}, content_type="multipart/form-data")
+    html = response.data.decode()
+    assert response.status_code == 200 and "one.jpg" in html and "two.jpg" in html
+    assert "three.jpg" in html and "Skipped" in html
+    link = html.split('href="/batch.csv?ids=')[1].split('"')[0]
+    csv_text = client.get("/batch.csv?ids=" + link.replace("%2C", ",")).data.decode()
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("id,file,task,prediction,p_akiec") and len(lines) == 3
+
+
+def test_history_search_compare_delete(client, app):
+    ids = [post_api(client, jpeg_bytes(i), case=case).get_json()["id"]
+           for i, case in enumerate(["CASE-A", "CASE-A", "OTHER"])]
+    listing = client.get("/history").data.decode()
+    assert listing.index(ids[2]) < listing.index(ids[0])  # newest first
+    found = client.get("/history?case=CASE-A").data.decode()
+    assert ids[0] in found and ids[1] in found and ids[2] not in found
+    compare = client.get(f"/compare?a={ids[0]}&b={ids[1]}")
+    assert compare.status_code == 200 and b"Side by side" in compare.data
+    assert client.get(f"/compare?a={ids[0]}&b=nope").status_code == 404
+    result = client.get(f"/analyses/{ids[1]}").data.decode()
+    assert f"/compare?a={ids[0]}&amp;b={ids[1]}" in result
+    files = app.extensions["skinlesion"].store.get(ids[0])["files"]
+    assert client.post(f"/analyses/{ids[0]}/delete").status_code == 303
+    assert client.get(f"/analyses/{ids[0]}").status_code == 404
+    assert client.get(f"/api/analyses/{ids[0]}").status_code == 404
+    for kind, name in files.items():
+        folder = app.config["UPLOAD_DIR"] if kind == "upload" else app.config["HEATMAP_DIR"]
+        assert not (folder / name).exists()
+
+
+@pytest.mark.parametrize("path", ["/analyses/../app.py/original", "/analyses/x/..%2F..%2Fapp.py",
+                                  "/analyses/%2e%2e/original", "/static/../app.py"])
+def test_no_path_traversal(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_image_kinds_are_a_fixed_list(client):
+    analysis_id = post_api(client, jpeg_bytes()).get_json()["id"]
+    assert client.get(f"/analyses/{analysis_id}/upload").status_code == 404
+    assert client.get(f"/analyses/{analysis_id}/contour").status_code == 200
+
+
+def test_orphan_files_are_swept_at_start(tiny_models, tmp_path):
+    from webapp import create_app
+    config = {"MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u", "HEATMAP_DIR": tmp_path / "h",
+              "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False}
+    client = create_app(config).test_client()
+    kept = post_api(client, jpeg_bytes()).get_json()["id"]
+    (tmp_path / "h" / "deadbeef_gradcam.jpg").write_bytes(b"x")
+    (tmp_path / "u" / "deadbeef.upload").write_bytes(b"x")
+    create_app(config)
+    assert not (tmp_path / "h" / "deadbeef_gradcam.jpg").exists()
+    assert not (tmp_path / "u" / "deadbeef.upload").exists()
+    assert any(p.name.startswith(kept) for p in (tmp_path / "h").iterdir())
