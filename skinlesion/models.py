@@ -218,6 +218,21 @@ def load_checked_model(model_path):
     return model, card
 
 
+def set_batchnorm_momentum(model, momentum=0.9):
+    """Let BatchNormalization statistics follow the new data within an epoch or two.
+
+    keras.applications.MobileNetV2 uses momentum 0.999: after a few hundred fine-tuning
+    steps the moving statistics still describe the donor's data, and a model that is
+    fine in training mode collapses to one or two classes in inference mode.
+    """
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
+            count += 1
+    return count
+
+
 def freeze_through(model, layer_name):
     """Freeze every layer up to and including `layer_name` (graph order). Returns the count.
 

@@ -195,7 +195,19 @@ def parse_args(argv=None):
     p.add_argument("--pipeline", choices=["serving", "ground-truth"], default="serving",
                    help="classifier crops from the U-Net's mask (serving) or the true mask")
     p.add_argument("--models", default=str(ROOT / "models"), help="folder with unet.h5 (serving)")
+    p.add_argument("--update-card", action="store_true",
+                   help="also record the metrics in the model's card (with --split val)")
     return p.parse_args(argv)
+
+
+def record_in_card(model_path, metrics, key):
+    """Add evaluation metrics to a model's card; the model file (and its sha256) is untouched."""
+    from skinlesion.models import card_path, read_card
+    card = read_card(model_path)
+    summary = {k: v for k, v in metrics.items() if k not in ("reliability",)}
+    summary["expected_calibration_error"] = metrics.get("reliability", {}).get("expected_calibration_error")
+    card.setdefault("validation_metrics", {})[key] = summary
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
 
 
 def select(samples, card, split):
@@ -276,6 +288,11 @@ def main(argv=None):
     metrics.update(model=str(args.model), data=str(args.data), split=args.split,
                    pipeline=args.pipeline if card["task"] != "segmentation" else None)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if args.update_card:
+        if args.split != "val":
+            raise SystemExit("--update-card records validation metrics: use it with --split val.")
+        key = "segmentation" if card["task"] == "segmentation" else f"{args.pipeline.replace('-', '_')}_pipeline"
+        record_in_card(args.model, metrics, key)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}, indent=1))
     return metrics
 

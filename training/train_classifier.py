@@ -36,6 +36,7 @@ VAL_FRACTION = 0.15
 SEED = 42
 MELANOMA_SENSITIVITY = 0.90  # the referral threshold is set to reach this on validation
 CACHE_DIR = "runs/cache"
+BATCHNORM_MOMENTUM = 0.9
 
 
 def parse_args(argv=None):
@@ -116,7 +117,8 @@ def main(argv=None):
     from skinlesion.classes import DISPLAY_NAMES, task_classes
     from skinlesion.datasets import read_dataset, split_by_group
     from skinlesion.inputs import prepare_for_classifier
-    from skinlesion.models import build_classifier, freeze_through, initialise_backbone, write_card
+    from skinlesion.models import (build_classifier, freeze_through, initialise_backbone,
+                                   set_batchnorm_momentum, write_card)
     from skinlesion.preprocess import parse_steps
     from training.evaluate import classification_metrics
 
@@ -159,6 +161,8 @@ def main(argv=None):
                 optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
                 weighted_metrics=[])
+
+    set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume
 
     def evaluate(current):
         probabilities = current.predict(val_x.astype(np.float32), batch_size=64, verbose=0)

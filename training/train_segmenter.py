@@ -30,6 +30,7 @@ STEPS = "color_constancy"
 INIT = "none"
 FREEZE_THROUGH = "block_6_project_BN"  # encoder layers kept at their initial weights
 THREADS = 0  # 0: TensorFlow decides
+BATCHNORM_MOMENTUM = 0.9
 
 
 def parse_args(argv=None):
@@ -102,7 +103,8 @@ def main(argv=None):
     import keras
     from skinlesion.datasets import read_dataset, split_by_group
     from skinlesion.inputs import prepare_for_segmenter
-    from skinlesion.models import build_unet, freeze_through, initialise_backbone, write_card
+    from skinlesion.models import (build_unet, freeze_through, initialise_backbone,
+                                   set_batchnorm_momentum, write_card)
     from skinlesion.preprocess import parse_steps
 
     keras.utils.set_random_seed(args.seed)
@@ -137,6 +139,8 @@ def main(argv=None):
             frozen = freeze_through(model, args.freeze_through) if args.init != "none" else 0
             print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
             model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=dice_bce_loss)
+
+    set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume: not saved reliably
 
     def evaluate(current):
         predicted = current.predict(val_x.astype(np.float32), batch_size=32, verbose=0)[..., 0] > 0.5

@@ -27,6 +27,17 @@ def _secret_key(app):
     return path.read_text().strip()
 
 
+def _configure_tensorflow(threads):
+    """Pin TensorFlow's thread pools (before any model loads) so workers do not oversubscribe."""
+    import tensorflow as tf
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process (tests build many apps)
+            pass
+
+
 def create_app(config=None):
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(settings.from_environment())
@@ -35,6 +46,7 @@ def create_app(config=None):
     for folder in ("UPLOAD_DIR", "HEATMAP_DIR"):
         Path(app.config[folder]).mkdir(parents=True, exist_ok=True)
 
+    _configure_tensorflow(app.config.get("TF_THREADS", 0))
     from .engine import Engine
     store = Store(app.config["DATABASE"])
     engine = Engine(app.config, store)

@@ -24,4 +24,6 @@ def from_environment():
         "OVERLAY_FORMAT": _env("OVERLAY_FORMAT", "jpg"),
         "WARM_UP": _env("WARM_UP", "1") == "1",
         "SECRET_KEY": os.environ.get("SKINLESION_SECRET_KEY"),
+        # TensorFlow threads per process (0: TensorFlow decides). Under gunicorn, cores / workers.
+        "TF_THREADS": int(_env("TF_THREADS", "0")),
     }

@@ -1,0 +1,22 @@
+"""gunicorn settings: gunicorn -c gunicorn.conf.py "app:create_app()"
+
+Each worker builds its own app (no preload: TensorFlow is never imported in the master
+before fork), loads the models once and warms them up before taking requests.
+"""
+import os
+
+bind = os.environ.get("SKINLESION_BIND", "127.0.0.1:8083")
+workers = int(os.environ.get("SKINLESION_WORKERS", "2"))
+threads = int(os.environ.get("SKINLESION_THREADS", "2"))
+worker_class = "gthread"
+preload_app = False
+# A CPU analysis takes seconds; a cold worker loads three models and traces them.
+timeout = int(os.environ.get("SKINLESION_TIMEOUT", "120"))
+graceful_timeout = 30
+# Recycle workers now and then so a slow leak can never grow without bound.
+max_requests = int(os.environ.get("SKINLESION_MAX_REQUESTS", "500"))
+max_requests_jitter = int(os.environ.get("SKINLESION_MAX_REQUESTS_JITTER", "50"))
+limit_request_line = 8190
+accesslog = "-"
+errorlog = "-"
+raw_env = [f"SKINLESION_TF_THREADS={os.environ.get('SKINLESION_TF_THREADS', max(1, (os.cpu_count() or 2) // workers))}"]

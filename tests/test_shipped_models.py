@@ -1,0 +1,66 @@
+"""End to end with the shipped models: cards, the whole pipeline, and (with ../shared) real data."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, MODELS, SHARED_HAM10000, shipped_models_present
+
+pytestmark = [pytest.mark.shipped,
+              pytest.mark.skipif(not shipped_models_present(), reason="shipped models not present")]
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    from skinlesion.analysis import Analyzer
+    return Analyzer(MODELS)
+
+
+@pytest.mark.parametrize("name", ["unet", "classifier_7class", "classifier_3class"])
+def test_cards_are_complete_and_match(name):
+    from skinlesion.models import sha256_of
+    card = json.loads((MODELS / f"{name}.json").read_text())
+    assert card["sha256"] == sha256_of(MODELS / f"{name}.h5")
+    for key in ("task", "input_size", "preprocessing", "data", "split", "init", "epochs",
+                "validation_metrics"):
+        assert key in card, key
+    assert card["split"]["method"].startswith("by lesion_id") and "seed" in card["split"]
+    if name != "unet":
+        assert card["classes"] and card["referral"]["malignant_probability"] > 0
+        assert card["validation_metrics"]["ground_truth_mask_crops"]["confusion_matrix"]
+
+
+@pytest.mark.parametrize("task", ["7class", "3class"])
+def test_examples_through_the_whole_pipeline(analyzer, task, tmp_path):
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        result = analyzer.analyze(path, task)
+        assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert result.mask.shape == result.image.shape[:2]
+        assert result.lesion_found, path.name  # every example shows a clear lesion
+        assert result.gradcam is not None and result.saliency is not None
+        saved = result.save_images(tmp_path, path.stem)
+        assert all(p.is_file() for p in saved.values())
+
+
+def test_the_melanoma_example_is_not_called_benign_with_confidence(analyzer):
+    """A sanity check, not an accuracy claim: the example melanoma scores some malignancy."""
+    result = analyzer.analyze(EXAMPLES / "ISIC_0033812.jpg", "7class")
+    assert result.malignant_probability > 0.1
+
+
+@pytest.mark.skipif(not SHARED_HAM10000.is_dir(), reason="../shared data not available")
+def test_segmentation_on_real_validation_images(analyzer):
+    from skinlesion.datasets import read_dataset, split_by_group
+    from skinlesion.imageio import load_image
+    from skinlesion.inputs import load_mask
+    from skinlesion.preprocess import preprocess
+    from training.evaluate import jaccard
+    card = analyzer.segmenter.card
+    samples = read_dataset(SHARED_HAM10000, report=lambda m: None)
+    _, val = split_by_group(samples, card["split"]["val_fraction"], card["split"]["seed"])
+    scores = []
+    for sample in val[:40]:
+        image = load_image(sample.image)
+        predicted = analyzer.segmenter(preprocess(image, analyzer.segmenter.steps)).mask
+        scores.append(jaccard(load_mask(sample.mask, *image.shape[:2]), predicted))
+    assert np.mean(scores) > 0.7
