@@ -30,11 +30,19 @@ def jpeg_bytes(seed=0, size=(150, 200)):
     return buffer.getvalue()
 
 
+def page_post(client, url, data=None, **kwargs):
+    """A form POST as the browser sends it: with the session's CSRF token."""
+    with client.session_transaction() as session:
+        session["csrf_token"] = "test-token"
+    data = dict(data or {}, csrf_token="test-token")
+    return client.post(url, data=data, content_type="multipart/form-data", **kwargs)
+
+
 def post_api(client, data=None, name="lesion.jpg", **fields):
     form = dict(fields)
     if data is not None:
         form["image"] = (io.BytesIO(data), name)
-    return client.post("/api/analyze", data=form, content_type="multipart/form-data")
+    return client.post("/api/analyze", data=form)
 
 
 def test_api_analyze_contract(client):
@@ -97,8 +105,8 @@ def test_health(client):
 def test_upload_page_and_result_page(client):
     page = client.get("/")
     assert page.status_code == 200 and b"Not a diagnostic device" in page.data
-    response = client.post("/analyze", data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg"),
-                                             "task": "7class"}, content_type="multipart/form-data")
+    response = page_post(client, "/analyze", {"image": (io.BytesIO(jpeg_bytes()), "a.jpg"),
+                                             "task": "7class"})
     assert response.status_code == 303
     result = client.get(response.headers["Location"])
     html = result.data.decode()
@@ -107,17 +115,15 @@ def test_upload_page_and_result_page(client):
 
 
 def test_upload_page_errors_keep_the_form(client):
-    response = client.post("/analyze", data={"case": "K-1", "image": (io.BytesIO(b"text"), "a.jpg")},
-                           content_type="multipart/form-data")
+    response = page_post(client, "/analyze", {"case": "K-1", "image": (io.BytesIO(b"text"), "a.jpg")})
     html = response.data.decode()
     assert response.status_code == 400 and "not an image" in html
     assert 'id="upload-form"' in html and 'value="K-1"' in html
-    assert client.post("/analyze", data={}).status_code == 400
+    assert page_post(client, "/analyze", {}).status_code == 400
 
 
 def test_page_too_large_is_413_with_form(client):
-    response = client.post("/analyze", data={"image": (io.BytesIO(b"\0" * (3 * 1024 * 1024)), "big.jpg")},
-                           content_type="multipart/form-data")
+    response = page_post(client, "/analyze", {"image": (io.BytesIO(b"\0" * (3 * 1024 * 1024)), "big.jpg")})
     assert response.status_code == 413 and b"too large" in response.data and b"upload-form" in response.data
 
 
@@ -126,15 +132,15 @@ def test_example_images(client, app):
     with app.test_request_context():
         names = example_names()
     assert names, "static/examples ships example images"
-    response = client.post("/analyze", data={"example": names[0], "task": "7class"})
+    response = page_post(client, "/analyze", {"example": names[0], "task": "7class"})
     assert response.status_code == 303
-    assert client.post("/analyze", data={"example": "../app.py"}).status_code == 400
+    assert page_post(client, "/analyze", {"example": "../app.py"}).status_code == 400
 
 
 def test_batch_table_and_csv(client):
-    response = client.post("/analyze", data={
+    response = page_post(client, "/analyze", {
         "image": [(io.BytesIO(jpeg_bytes(1)), "one.jpg"), (io.BytesIO(jpeg_bytes(2)), "two.jpg"),
-                  (io.BytesIO(b"junk"), "three.jpg")]}, content_type="multipart/form-data")
+                  (io.BytesIO(b"junk"), "three.jpg")]})
     html = response.data.decode()
     assert response.status_code == 200 and "one.jpg" in html and "two.jpg" in html
     assert "three.jpg" in html and "Skipped" in html
@@ -157,7 +163,7 @@ def test_history_search_compare_delete(client, app):
     result = client.get(f"/analyses/{ids[1]}").data.decode()
     assert f"/compare?a={ids[0]}&amp;b={ids[1]}" in result
     files = app.extensions["skinlesion"].store.get(ids[0])["files"]
-    assert client.post(f"/analyses/{ids[0]}/delete").status_code == 303
+    assert page_post(client, f"/analyses/{ids[0]}/delete").status_code == 303
     assert client.get(f"/analyses/{ids[0]}").status_code == 404
     assert client.get(f"/api/analyses/{ids[0]}").status_code == 404
     for kind, name in files.items():

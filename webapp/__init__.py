@@ -55,7 +55,10 @@ def create_app(config=None):
         log.warning("removed %d orphan files left by an interrupted analysis", swept)
     app.extensions["skinlesion"] = engine
 
-    from . import api, pages
+    from . import api, auth, cli, pages, security
+    auth.init_app(app)  # before CSRF: an anonymous POST is sent to the login page first
+    security.init_app(app)
+    cli.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
     pages.register_error_handlers(app)

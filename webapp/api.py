@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from skinlesion.imageio import ImageError
 
+from .auth import current_user
 from .engine import StorageError
 from .forms import FormError, read_task, read_uploads
 
@@ -51,7 +52,8 @@ def analyze():
             raise FormError("Send exactly one image in the field 'image'.")
         task = read_task(request, engine().tasks)
         record = engine().analyze_upload(uploads[0].data, task, uploads[0].name,
-                                         request.form.get("case", ""), request.form.get("note", ""))
+                                         request.form.get("case", ""), request.form.get("note", ""),
+                                         current_user())
     except (FormError, ImageError) as problem:
         return error(str(problem), getattr(problem, "status", 400))
     except StorageError as problem:
@@ -61,7 +63,7 @@ def analyze():
 
 @blueprint.get("/analyses/<analysis_id>")
 def get_analysis(analysis_id):
-    record = engine().store.get(analysis_id)
+    record = engine().visible(analysis_id, current_user())
     if record is None:
         return error("No analysis with this id.", 404)
     return jsonify(as_json(record))

@@ -24,6 +24,9 @@ def from_environment():
         "OVERLAY_FORMAT": _env("OVERLAY_FORMAT", "jpg"),
         "WARM_UP": _env("WARM_UP", "1") == "1",
         "SECRET_KEY": os.environ.get("SKINLESION_SECRET_KEY"),
+        # Where the server listens decides whether accounts are needed (REQUIRE_LOGIN=auto).
+        "LISTEN_HOST": _env("HOST", "") or _env("BIND", "127.0.0.1:8083").rsplit(":", 1)[0],
+        "REQUIRE_LOGIN": _env("REQUIRE_LOGIN", "auto"),  # auto | always | never
         # TensorFlow threads per process (0: TensorFlow decides). Under gunicorn, cores / workers.
         "TF_THREADS": int(_env("TF_THREADS", "0")),
     }

@@ -31,7 +31,7 @@ class Engine:
     def tasks(self):
         return self.analyzer.tasks
 
-    def analyze_upload(self, data, task, original_name="", case_ref="", note=""):
+    def analyze_upload(self, data, task, original_name="", case_ref="", note="", owner=None):
         """Decode, analyse, write files, then the row. Raises ImageError, ValueError, StorageError."""
         from skinlesion.imageio import load_image
         image = load_image(data)  # decoded before anything is trusted or written
@@ -52,6 +52,7 @@ class Engine:
             | {"ranked": result.ranked},
             "original_name": (original_name or "")[:200], "image_sha256": hashlib.sha256(data).hexdigest(),
             "case_ref": (case_ref or "").strip()[:100] or None, "note": (note or "").strip()[:2000] or None,
+            "owner": owner,
         }
         try:
             return self.store.add(record)
@@ -79,6 +80,17 @@ class Engine:
             raise StorageError("The analysis could not be saved: the server's storage is full or "
                                "not writable. Please tell the administrator.") from error
         return files
+
+    def visible(self, analysis_id, user):
+        """The analysis if this user may see it (anyone when accounts are off), else None."""
+        record = self.store.get(analysis_id)
+        if record is None or (self.config.get("LOGIN_REQUIRED") and record["owner"] != user):
+            return None
+        return record
+
+    def visible_list(self, user, case_ref=None):
+        owner = user if self.config.get("LOGIN_REQUIRED") else None
+        return self.store.list(case_ref=case_ref, owner=owner)
 
     def file_path(self, record, kind):
         name = record["files"].get(kind)

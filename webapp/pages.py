@@ -8,6 +8,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 from skinlesion.classes import DISPLAY_NAMES, TASKS
 from skinlesion.imageio import ImageError
 
+from .auth import current_user
 from .engine import StorageError
 from .forms import FormError, example_names, read_task, read_uploads
 
@@ -21,7 +22,7 @@ def engine():
 
 
 def record_or_404(analysis_id):
-    record = engine().store.get(analysis_id)
+    record = engine().visible(analysis_id, current_user())
     if record is None:
         abort(404)
     return record
@@ -49,7 +50,7 @@ def analyze():
     for upload in uploads:
         try:
             records.append(engine().analyze_upload(upload.data, task, upload.name,
-                                                   form["case"], form["note"]))
+                                                   form["case"], form["note"], current_user()))
         except ImageError as problem:
             failures.append({"name": upload.name, "error": str(problem)})
         except StorageError as problem:
@@ -75,7 +76,7 @@ def result(analysis_id):
 def _same_case(record):
     if not record["case_ref"]:
         return []
-    return [r for r in engine().store.list(case_ref=record["case_ref"])
+    return [r for r in engine().visible_list(current_user(), case_ref=record["case_ref"])
             if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
 
 
@@ -101,7 +102,7 @@ def delete(analysis_id):
 @blueprint.get("/history")
 def history():
     case = request.args.get("case", "").strip()
-    return render_template("history.html", records=engine().store.list(case_ref=case or None),
+    return render_template("history.html", records=engine().visible_list(current_user(), case or None),
                            case=case, names=DISPLAY_NAMES)
 
 
@@ -115,7 +116,7 @@ def compare():
 @blueprint.get("/batch.csv")
 def batch_csv():
     ids = [i for i in request.args.get("ids", "").split(",") if i][:200]
-    records = [r for r in (engine().store.get(i) for i in ids) if r is not None]
+    records = [r for r in (engine().visible(i, current_user()) for i in ids) if r is not None]
     if not records:
         abort(404)
     buffer = io.StringIO()

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS analyses (
     original_name TEXT,
     image_sha256 TEXT,
     case_ref TEXT,
-    note TEXT
+    note TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS analyses_created ON analyses (created);
 CREATE INDEX IF NOT EXISTS analyses_case ON analyses (case_ref);
@@ -59,12 +60,18 @@ class Store:
             row = connection.execute("SELECT * FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
         return _decode(row) if row else None
 
-    def list(self, case_ref=None, limit=200):
-        query, params = "SELECT * FROM analyses", []
+    def list(self, case_ref=None, owner=None, limit=200):
+        """Newest first; case_ref matches a substring; owner (when given) must match."""
+        query, conditions, params = "SELECT * FROM analyses", [], []
         if case_ref:
-            query += " WHERE case_ref LIKE ? ESCAPE '\\'"
+            conditions.append("case_ref LIKE ? ESCAPE '\\'")
             escaped = case_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params.append(f"%{escaped}%")
+        if owner is not None:
+            conditions.append("owner = ?")
+            params.append(owner)
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         query += " ORDER BY created DESC, rowid DESC LIMIT ?"
         params.append(limit)
         with self._connect() as connection:
