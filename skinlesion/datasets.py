@@ -257,3 +257,14 @@ def split_by_group(samples, val_fraction=0.15, seed=42):
     train = [s for s in samples if s.group not in val_groups]
     val = [s for s in samples if s.group in val_groups]
     return train, val
+
+
+def split_for_task(samples, classes, val_fraction=0.15, seed=42):
+    """Split all labelled samples by lesion first, then keep the task's classes.
+
+    Every task (and the segmenter) then shares one validation split: a 3-class model
+    can start from a 7-class one without its validation lesions leaking into training.
+    """
+    train, val = split_by_group(samples, val_fraction, seed)
+    keep = set(classes)
+    return [s for s in train if s.label in keep], [s for s in val if s.label in keep]

@@ -210,12 +210,15 @@ def record_in_card(model_path, metrics, key):
     card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
 
 
-def select(samples, card, split):
+def select(samples, card, split, classes=None):
+    """All samples, or the card's validation split (computed over all classes, as in training)."""
     if split == "all":
-        return samples
-    from skinlesion.datasets import split_by_group
+        return [s for s in samples if classes is None or s.label in classes]
+    from skinlesion.datasets import split_by_group, split_for_task
     settings = card["split"]
-    return split_by_group(samples, settings["val_fraction"], settings["seed"])[1]
+    if classes is None:
+        return split_by_group(samples, settings["val_fraction"], settings["seed"])[1]
+    return split_for_task(samples, classes, settings["val_fraction"], settings["seed"])[1]
 
 
 def classify_serving(card, model, samples, models_dir, task):
@@ -246,7 +249,7 @@ def classify_ground_truth(card, model, samples):
 def evaluate_classifier_cli(args, model, card, out):
     from skinlesion.datasets import read_dataset
     classes = tuple(entry["code"] for entry in card["classes"])
-    samples = select(read_dataset(args.data, classes=classes), card, args.split)
+    samples = select(read_dataset(args.data), card, args.split, classes)
     labels = np.array([classes.index(s.label) for s in samples])
     if args.pipeline == "serving":
         probabilities = classify_serving(card, model, samples, args.models, card["task"])

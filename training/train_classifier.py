@@ -115,7 +115,7 @@ def main(argv=None):
     configure_threads(args.threads)
     import keras
     from skinlesion.classes import DISPLAY_NAMES, task_classes
-    from skinlesion.datasets import read_dataset, split_by_group
+    from skinlesion.datasets import read_dataset, split_for_task
     from skinlesion.inputs import prepare_for_classifier
     from skinlesion.models import (build_classifier, freeze_through, initialise_backbone,
                                    set_batchnorm_momentum, write_card)
@@ -127,10 +127,10 @@ def main(argv=None):
         keras.mixed_precision.set_global_policy("mixed_float16")
     classes = task_classes(args.task)
     steps = parse_steps(args.steps)
-    samples = read_dataset(args.data, classes=classes)
+    samples = read_dataset(args.data)
     if args.limit:
         samples = samples[: args.limit]
-    train, val = split_by_group(samples, args.val_fraction, args.seed)
+    train, val = split_for_task(samples, classes, args.val_fraction, args.seed)
     print(f"{args.task}: {len(train)} train / {len(val)} val images (split by lesion, seed "
           f"{args.seed}); crop {args.crop_mode}, steps {list(steps) or 'none'}", flush=True)
 
@@ -210,8 +210,8 @@ def main(argv=None):
         "data": {"source": str(args.data), "train_images": len(train), "val_images": len(val),
                  "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)},
                  "dataset": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0"},
-        "split": {"method": "by lesion_id, stratified by class", "val_fraction": args.val_fraction,
-                  "seed": args.seed},
+        "split": {"method": "by lesion_id, stratified by class, over all classes, then the "
+                            "task's classes kept", "val_fraction": args.val_fraction, "seed": args.seed},
         "init": args.init,
         "training": {"class_weights": {classes[i]: round(w, 3) for i, w in weights.items()},
                      "label_smoothing": LABEL_SMOOTHING, "batch_size": args.batch_size,
