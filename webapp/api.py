@@ -34,6 +34,7 @@ def as_json(record):
         "suspicious": bool(record["suspicious"]), "low_confidence": bool(record["low_confidence"]),
         "lesion": record["lesion"], "warnings": record["summary"].get("warnings", []),
         "models": record["models"], "case": record["case_ref"], "note": record["note"],
+        "file_name": record["original_name"], "image_sha256": record["image_sha256"],
         "images": {kind: image_url(kind) for kind in ("original", "mask", "contour", "gradcam",
                                                      "saliency", "crop")},
         "report_url": url_for("pages.result", analysis_id=record["id"], _external=True),
