@@ -194,9 +194,12 @@ class Gunicorn:
         self.process.wait(timeout=60)
 
 
-def throughput(url, images, task, concurrency, requests):
-    lock, latencies, statuses = threading.Lock(), [], []
-    queue = list(range(requests))
+def run_concurrently(job, count, concurrency):
+    """Call job(index) for index in range(count) from `concurrency` threads.
+
+    Returns (results in completion order, elapsed seconds).
+    """
+    lock, results, queue = threading.Lock(), [], list(range(count))
 
     def worker():
         while True:
@@ -204,10 +207,9 @@ def throughput(url, images, task, concurrency, requests):
                 if not queue:
                     return
                 index = queue.pop()
-            seconds, status = post(url, images[index % len(images)], task)
+            result = job(index)
             with lock:
-                latencies.append(seconds)
-                statuses.append(status)
+                results.append(result)
 
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -215,9 +217,14 @@ def throughput(url, images, task, concurrency, requests):
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
+    return results, time.perf_counter() - started
+
+
+def throughput(url, images, task, concurrency, requests):
+    results, elapsed = run_concurrently(lambda i: post(url, images[i % len(images)], task), requests, concurrency)
+    latencies = [seconds for seconds, _ in results]
     return {"analyses_per_second": round(requests / elapsed, 3), "p50_ms": round(percentile(latencies, 50) * 1000),
-            "non_200": sum(s != 200 for s in statuses)}
+            "non_200": sum(status != 200 for _, status in results)}
 
 
 def main(argv=None):

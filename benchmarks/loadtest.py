@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench import Gunicorn, multipart, percentile, test_images  # noqa: E402
+from bench import Gunicorn, multipart, percentile, run_concurrently, test_images  # noqa: E402
 
 
 def analyze(url, data, task="7class"):
@@ -46,29 +46,17 @@ def rss_mb(pid):
 
 
 def concurrency_run(server, images, requests, concurrency):
-    lock, results, queue = threading.Lock(), [], list(range(requests))
+    def job(index):
+        data = images[index % len(images)]
+        status, body, seconds = analyze(server.url, data)
+        mismatch = status == 200 and body["image_sha256"] != hashlib.sha256(data).hexdigest()
+        return status, mismatch, seconds
 
-    def worker():
-        while True:
-            with lock:
-                if not queue:
-                    return
-                index = queue.pop()
-            data = images[index % len(images)]
-            status, body, seconds = analyze(server.url, data)
-            mismatch = status == 200 and body["image_sha256"] != hashlib.sha256(data).hexdigest()
-            with lock:
-                results.append((status, mismatch, seconds))
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    elapsed = time.perf_counter() - started
+    results, elapsed = run_concurrently(job, requests, concurrency)
     latencies = [r[2] for r in results]
     return {"requests": requests, "concurrency": concurrency, "status_5xx": sum(r[0] >= 500 for r in results),
             "non_200": sum(r[0] != 200 for r in results), "mismatched_uploads": sum(r[1] for r in results),
-            "p50_ms": round(percentile(latencies, 50)), "p99_ms": round(percentile(latencies, 99)),
+            "p50_ms": round(percentile(latencies, 50) * 1000), "p99_ms": round(percentile(latencies, 99) * 1000),
             "throughput_per_s": round(requests / elapsed, 2), "seconds": round(elapsed, 1)}
 
 
