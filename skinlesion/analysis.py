@@ -139,12 +139,11 @@ class Analyzer:
         mask = segmentation.mask if segmentation.found else None
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
-        if explain:
-            explained = classifier.explainer.explain(crop, class_index)
-            probabilities = explained["probabilities"]
-        else:
-            explained = {}
-            probabilities = classifier.probabilities(crop[None])[0]
+        probabilities = classifier.probabilities(crop[None])[0]
+        explained = {}
+        if explain:  # of the shown prediction unless another class is asked for
+            wanted = int(np.argmax(probabilities)) if class_index is None else class_index
+            explained = classifier.explainer.explain(crop, wanted)
         probabilities = probabilities.astype(np.float64) / probabilities.sum()
         codes = classifier.classes
         malignant = classifier.malignant_probability(probabilities)

@@ -5,6 +5,31 @@ from .classes import DISPLAY_NAMES, MALIGNANT
 from .regions import classifier_input
 
 
+TTA_MODES = ("none", "flip4")
+
+
+def tta_views(batch, mode):
+    """The test-time views of a batch: itself, or itself and its three flips (flip4).
+
+    Dermoscopic lesions have no up, down, left or right, so a flipped lesion is an
+    equally valid view; averaging four raised validation balanced accuracy by about
+    two points for the price of three extra forward passes of a small network.
+    """
+    if mode == "none":
+        return batch
+    if mode == "flip4":
+        return np.concatenate([batch, batch[:, :, ::-1], batch[:, ::-1], batch[:, ::-1, ::-1]])
+    raise ValueError(f"Unknown test-time augmentation {mode!r}; choose from {TTA_MODES}.")
+
+
+def tta_probabilities(predict, inputs, mode):
+    """Average `predict` (a batch -> probabilities callable) over the test-time views."""
+    inputs = np.asarray(inputs, np.float32)
+    views = tta_views(inputs, mode)
+    probabilities = np.asarray(predict(views))
+    return probabilities.reshape(len(views) // len(inputs), len(inputs), -1).mean(0)
+
+
 class Classifier:
     """Wraps a flat functional classifier; compiled forward and explain functions, built once."""
 
@@ -17,6 +42,7 @@ class Classifier:
         self.size = int(card["input_size"]["height"])
         self.crop_mode = card.get("crop_mode", "crop")
         self.steps = tuple(card.get("preprocessing", ()))
+        self.tta = card.get("test_time_augmentation", "none")
         referral = card.get("referral") or {}
         self.referral_threshold = referral.get("malignant_probability")
         self.explainer = Explainer(model)
@@ -28,8 +54,8 @@ class Classifier:
         return classifier_input(preprocessed_image, mask, self.crop_mode, self.size)
 
     def probabilities(self, inputs):
-        """(N, size, size, 3) uint8 inputs -> (N, classes) probabilities."""
-        return self._forward(np.asarray(inputs, np.float32)).numpy()
+        """(N, size, size, 3) uint8 inputs -> (N, classes) probabilities (test-time views averaged)."""
+        return tta_probabilities(lambda batch: self._forward(batch).numpy(), inputs, self.tta)
 
     def malignant_probability(self, probabilities):
         return float(sum(p for code, p in zip(self.classes, probabilities) if code in MALIGNANT))

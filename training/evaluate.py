@@ -238,12 +238,17 @@ def classify_serving(card, model, samples, models_dir, task):
     return np.array(rows)
 
 
-def classify_ground_truth(card, model, samples):
+def classify_ground_truth(card, model, samples, batch_size=64):
+    """Probabilities on crops cut with the ground-truth masks (as in training)."""
+    from skinlesion.classify import Classifier
     from skinlesion.inputs import prepare_for_classifier
-    steps, size = tuple(card["preprocessing"]), card["input_size"]["height"]
-    inputs = np.stack([prepare_for_classifier(s.image, s.mask, steps, card["crop_mode"], size)
-                       for s in samples]).astype(np.float32)
-    return model.predict(inputs, batch_size=64, verbose=0)
+    classifier = Classifier(model, card)
+    rows = []
+    for start in range(0, len(samples), batch_size):
+        inputs = [prepare_for_classifier(s.image, s.mask, classifier.steps, classifier.crop_mode, classifier.size)
+                  for s in samples[start:start + batch_size]]
+        rows.append(classifier.probabilities(np.stack(inputs)))
+    return np.concatenate(rows)
 
 
 def evaluate_classifier_cli(args, model, card, out):

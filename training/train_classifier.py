@@ -37,6 +37,7 @@ SEED = 42
 MELANOMA_SENSITIVITY = 0.90  # the referral threshold is set to reach this on validation
 CACHE_DIR = "runs/cache"
 BATCHNORM_MOMENTUM = 0.9
+TEST_TIME_AUGMENTATION = "flip4"  # views averaged at validation and serving (classify.py)
 
 
 def parse_args(argv=None):
@@ -65,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--note", default="", help="free text recorded in the model card")
     args = p.parse_args(argv)
     args.out = args.out or f"models/classifier_{args.task}.h5"
     args.run_dir = args.run_dir or f"runs/classifier_{args.task}"
@@ -194,7 +196,9 @@ def main(argv=None):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     best.save(args.out)
 
-    probabilities = best.predict(val_x.astype(np.float32), batch_size=64, verbose=0)
+    from skinlesion.classify import tta_probabilities
+    probabilities = tta_probabilities(lambda x: best.predict(x, batch_size=64, verbose=0), val_x,
+                                      TEST_TIME_AUGMENTATION)
     metrics = classification_metrics(val_y, probabilities, classes)
     card = {
         "task": f"classification-{args.task}",
@@ -207,12 +211,14 @@ def main(argv=None):
         "output": "softmax probabilities; the Dense layer 'logits' feeds Grad-CAM",
         "preprocessing": list(steps),
         "crop_mode": args.crop_mode,
+        "test_time_augmentation": TEST_TIME_AUGMENTATION,
         "data": {"source": str(args.data), "train_images": len(train), "val_images": len(val),
                  "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)},
                  "dataset": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0"},
         "split": {"method": "by lesion_id, stratified by class, over all classes, then the "
                             "task's classes kept", "val_fraction": args.val_fraction, "seed": args.seed},
         "init": args.init,
+        "note": args.note or None,
         "training": {"class_weights": {classes[i]: round(w, 3) for i, w in weights.items()},
                      "label_smoothing": LABEL_SMOOTHING, "batch_size": args.batch_size,
                      "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
@@ -220,6 +226,7 @@ def main(argv=None):
                                      "saturation/hue"},
         "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
         "training_minutes_this_run": round(train_minutes, 1),
+        "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
         "history": state["history"],
         "validation_metrics": {"ground_truth_mask_crops": metrics},
         "referral": referral_threshold(val_y, probabilities, classes, MELANOMA_SENSITIVITY)

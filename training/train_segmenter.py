@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=THREADS)
     p.add_argument("--workers", type=int, default=2, help="processes preparing images")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--note", default="", help="free text recorded in the model card")
     return p.parse_args(argv)
 
 
@@ -179,9 +180,11 @@ def main(argv=None):
         "split": {"method": "by lesion_id, stratified by class", "val_fraction": args.val_fraction,
                   "seed": args.seed},
         "init": args.init,
+        "note": args.note or None,
         "frozen_through": args.freeze_through if args.init != "none" else None,
         "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
         "training_minutes_this_run": round(train_minutes, 1),
+        "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
         "history": state["history"],
         "validation_metrics": metrics,
     }

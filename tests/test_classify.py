@@ -1,0 +1,33 @@
+"""Test-time views and the Classifier wrapper."""
+import numpy as np
+import pytest
+
+from skinlesion.classify import Classifier, tta_probabilities, tta_views
+
+
+def test_flip4_views_are_the_four_flips():
+    batch = np.arange(2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 3, 3, 1)
+    views = tta_views(batch, "flip4")
+    assert views.shape == (8, 3, 3, 1)
+    assert np.array_equal(views[2], batch[0, :, ::-1]) and np.array_equal(views[5], batch[1, ::-1])
+    assert tta_views(batch, "none") is batch
+    with pytest.raises(ValueError):
+        tta_views(batch, "rot8")
+
+
+def test_tta_averages_each_image_over_its_own_views():
+    batch = np.zeros((2, 4, 4, 3), np.float32)
+    batch[0, 0, 0] = 1  # image 0 has a bright top-left pixel; its flips move it to other corners
+    corner = lambda views: np.stack([views[:, 0, 0, 0], 1 - views[:, 0, 0, 0]], 1)
+    probabilities = tta_probabilities(corner, batch, "flip4")
+    np.testing.assert_allclose(probabilities, [[0.25, 0.75], [0.0, 1.0]])
+
+
+def test_classifier_with_flip4_matches_manual_average(tiny_models):
+    from skinlesion.models import load_checked_model
+    model, card = load_checked_model(tiny_models / "classifier_3class.h5")
+    classifier = Classifier(model, dict(card, test_time_augmentation="flip4"))
+    x = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    manual = np.mean([model(v, training=False).numpy() for v in (x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1])], 0)
+    np.testing.assert_allclose(classifier.probabilities(x), manual, atol=1e-5)
+    assert classifier.probabilities(x).sum(1) == pytest.approx([1.0, 1.0], abs=1e-5)
