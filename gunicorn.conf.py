@@ -20,3 +20,19 @@ limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
 raw_env = [f"SKINLESION_TF_THREADS={os.environ.get('SKINLESION_TF_THREADS', max(1, (os.cpu_count() or 2) // workers))}"]
+
+
+def on_starting(server):
+    """Check every model file against its card before forking (no TensorFlow needed):
+    a missing or corrupt model stops the server with one clear line naming the file."""
+    import sys
+    from pathlib import Path
+    from skinlesion.cards import ModelFileError, check_model_file
+    models = Path(os.environ.get("SKINLESION_MODELS_DIR", Path(__file__).resolve().parent / "models"))
+    tasks = [t.strip() for t in os.environ.get("SKINLESION_TASKS", "7class,3class").split(",") if t.strip()]
+    try:
+        for name in ["unet.h5"] + [f"classifier_{task}.h5" for task in tasks]:
+            check_model_file(models / name)
+    except ModelFileError as error:
+        server.log.error("Cannot start: %s", error)
+        sys.exit(1)

@@ -4,13 +4,13 @@ Every classifier is one flat functional graph (no nested sub-model), so Grad-CAM
 reach the last convolutional layer, and it ends in a Dense layer named "logits"
 followed by a softmax: explanations are taken from the logits.
 """
-import hashlib
-import json
 import os
-from pathlib import Path
 
 import keras
 from keras import layers
+
+from .cards import (ModelFileError, card_path, check_model_file, read_card,  # noqa: F401
+                    sha256_of, write_card)
 
 LOGITS_LAYER = "logits"
 MOBILENET_LAST_CONV = "out_relu"
@@ -20,10 +20,6 @@ SEQUENTIAL_LAST_CONV = "last_conv"
 UNET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu",
               "block_6_expand_relu", "block_13_expand_relu")
 UNET_BOTTOM = "block_16_project"
-
-
-class ModelFileError(RuntimeError):
-    """A model file or its card is missing, corrupt or does not match."""
 
 
 def _mobilenet_on(tensor):
@@ -170,47 +166,9 @@ def initialise_backbone(model, init, input_size=160):
 
 # --- files and cards ---------------------------------------------------------------
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def card_path(model_path):
-    return Path(model_path).with_suffix(".json")
-
-
-def write_card(model_path, card):
-    """Write the JSON card beside the model, stamped with the model file's sha256."""
-    card = dict(card, file=Path(model_path).name, sha256=sha256_of(model_path))
-    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
-    return card
-
-
-def read_card(model_path):
-    path = card_path(model_path)
-    if not path.is_file():
-        raise ModelFileError(f"Model card missing: {path} (every model ships with its card).")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ModelFileError(f"Model card {path} is not valid JSON ({error}).") from None
-
-
 def load_checked_model(model_path):
     """Load a model after checking its sha256 against its card. Returns (model, card)."""
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise ModelFileError(f"Model file missing: {model_path}")
-    card = read_card(model_path)
-    actual = sha256_of(model_path)
-    if card.get("sha256") != actual:
-        raise ModelFileError(
-            f"Model file {model_path} does not match its card (sha256 {actual[:12]}... "
-            f"but the card says {str(card.get('sha256'))[:12]}...): the file is corrupt "
-            "or was replaced without a new card.")
+    card = check_model_file(model_path)
     try:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as error:

@@ -1,0 +1,56 @@
+"""Model cards: the JSON file beside each model, and the file checks that need no TensorFlow.
+
+Kept free of Keras so that a process can check the model files (gunicorn's master
+before it forks, a CLI) without importing TensorFlow.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+
+class ModelFileError(RuntimeError):
+    """A model file or its card is missing, corrupt or does not match."""
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path(model_path):
+    return Path(model_path).with_suffix(".json")
+
+
+def write_card(model_path, card):
+    """Write the JSON card beside the model, stamped with the model file's sha256."""
+    card = dict(card, file=Path(model_path).name, sha256=sha256_of(model_path))
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def read_card(model_path):
+    path = card_path(model_path)
+    if not path.is_file():
+        raise ModelFileError(f"Model card missing: {path} (every model ships with its card).")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"Model card {path} is not valid JSON ({error}).") from None
+
+
+def check_model_file(model_path):
+    """Refuse a missing model, a missing or unreadable card, or a sha256 mismatch. Returns the card."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelFileError(f"Model file missing: {model_path}")
+    card = read_card(model_path)
+    actual = sha256_of(model_path)
+    if card.get("sha256") != actual:
+        raise ModelFileError(
+            f"Model file {model_path} does not match its card (sha256 {actual[:12]}... "
+            f"but the card says {str(card.get('sha256'))[:12]}...): the file is corrupt "
+            "or was replaced without a new card.")
+    return card
