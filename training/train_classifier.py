@@ -187,7 +187,7 @@ def main(argv=None):
                   epochs=args.epochs, initial_epoch=state["epoch"], callbacks=callbacks, verbose=2)
     train_minutes = (time.time() - started) / 60
     state = run.load()
-    best = keras.models.load_model(run.best)
+    best = keras.models.load_model(run.best, compile=False)  # no optimizer state in the shipped file
     if args.mixed_precision:  # ship a float32 model whatever the training policy was
         keras.mixed_precision.set_global_policy("float32")
         shipped = build_classifier(args.arch, len(classes), args.input_size)

@@ -160,7 +160,7 @@ def main(argv=None):
                   epochs=args.epochs, initial_epoch=state["epoch"], callbacks=callbacks, verbose=2)
     state = run.load()
     train_minutes = (time.time() - started) / 60
-    best = keras.models.load_model(run.best, custom_objects={"dice_bce_loss": dice_bce_loss})
+    best = keras.models.load_model(run.best, compile=False)  # no optimizer state in the shipped file
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     best.save(args.out)
 
