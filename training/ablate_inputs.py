@@ -5,7 +5,7 @@ compares variants with a cheap, honest proxy: the frozen initial backbone's pool
 features, a class-balanced logistic regression fitted on the training split, scored
 on the lesion-disjoint validation split (balanced accuracy, macro AUC). The variant
 that wins here is the one the classifiers are fine-tuned with; the figures go into
-reports/ablation.json and the README.
+docs/evaluation/ablation.json and the README.
 
     python -m training.ablate_inputs --init ../shared/weights/dog_breed_mobilenetv2.h5
 """
@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--data", default=DATA)
     p.add_argument("--init", required=True, help="Keras model holding a MobileNetV2 (or imagenet)")
     p.add_argument("--input-size", type=int, default=INPUT_SIZE)
-    p.add_argument("--out", default="reports/ablation.json")
+    p.add_argument("--out", default="docs/evaluation/ablation.json")
     p.add_argument("--cache-dir", default="runs/cache")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
