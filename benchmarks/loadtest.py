@@ -11,6 +11,7 @@ Figures go to docs/reliability.json; docs/reliability.md quotes them.
 """
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -36,6 +37,8 @@ def analyze(url, data, task="7class"):
             return response.status, json.loads(response.read()), time.perf_counter() - started
     except urllib.error.HTTPError as error:
         return error.code, None, time.perf_counter() - started
+    except (ConnectionError, http.client.HTTPException, urllib.error.URLError):
+        return "connection closed", None, time.perf_counter() - started
 
 
 def rss_mb(pid):

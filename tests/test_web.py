@@ -195,3 +195,38 @@ def test_orphan_files_are_swept_at_start(tiny_models, tmp_path):
     assert not (tmp_path / "h" / "deadbeef_gradcam.jpg").exists()
     assert not (tmp_path / "u" / "deadbeef.upload").exists()
     assert any(p.name.startswith(kept) for p in (tmp_path / "h").iterdir())
+
+
+def odd_but_valid_uploads():
+    from PIL import Image as PILImage
+    base = PILImage.fromarray(synthetic_lesion(120, 160)[0])
+
+    def encode(image, fmt, **options):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    sixteen = PILImage.fromarray((np.asarray(base.convert("L"), np.uint16) * 257))
+    return {
+        "grey.png": encode(base.convert("L"), "PNG"),
+        "alpha.png": encode(base.convert("RGBA"), "PNG"),
+        "cmyk.tiff": encode(base.convert("CMYK"), "TIFF"),
+        "sixteen.png": encode(sixteen, "PNG"),
+        "photo.webp": encode(base, "WEBP"),
+        "rotated.jpg": encode(base, "JPEG", exif=exif),
+        "läsion ünicode €.jpg": encode(base, "JPEG"),
+        "../../etc/passwd.jpg": encode(base, "JPEG"),
+    }
+
+
+@pytest.mark.parametrize("name", list(odd_but_valid_uploads()))
+def test_odd_but_valid_images_are_analysed(client, app, name):
+    data = odd_but_valid_uploads()[name]
+    body = post_api(client, data, name=name).get_json()
+    assert body["prediction"] and body["file_name"]
+    mask = Image.open(io.BytesIO(client.get(body["images"]["mask"]).data))
+    assert mask.size == ((120, 160) if name == "rotated.jpg" else (160, 120))
+    stored = [p.name for p in app.config["UPLOAD_DIR"].iterdir()]
+    assert all(".." not in n and "/" not in n and "passwd" not in n for n in stored)
