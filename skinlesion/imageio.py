@@ -85,11 +85,13 @@ def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
                          "(JPEG, PNG, BMP, WebP or TIFF expected).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError("The image has too many pixels to be analysed safely.") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        # Pillow reports truncated or corrupt data as OSError/SyntaxError/ValueError.
-        raise ImageError(f"The image file is damaged or truncated ({error}).") from None
     except MemoryError:
         raise ImageError("The image is too large to decode.") from None
+    except Exception as error:
+        # Untrusted bytes: Pillow's decoders report corrupt data as OSError, SyntaxError,
+        # ValueError, EOFError, but also TypeError/KeyError (a TIFF without its width
+        # tag, found by tests/test_fuzz.py). Any failure to decode is a damaged file.
+        raise ImageError(f"The image file is damaged or truncated ({type(error).__name__}: {error}).") from None
 
 
 def save_mask_png(mask, path):

@@ -106,3 +106,17 @@ def test_refuses_animated():
 def test_missing_path():
     with pytest.raises(ImageError, match="No such file"):
         load_image("/nonexistent/image.jpg")
+
+
+@pytest.mark.parametrize("error", [TypeError("Missing dimensions"), KeyError(256), IndexError("tile")])
+def test_any_decoder_failure_is_a_clean_refusal(monkeypatch, error):
+    """Regression (found by the fuzzer on a mutated TIFF): Pillow raised TypeError("Missing
+    dimensions") from load(); every decoder failure must become an ImageError."""
+    from PIL import ImageFile
+    data = encode(RGB, "PNG")
+
+    def broken_load(self):
+        raise error
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken_load)
+    with pytest.raises(ImageError, match="damaged"):
+        load_image(data)
