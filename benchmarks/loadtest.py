@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,6 @@ from bench import Gunicorn, multipart, percentile, run_concurrently, test_images
 
 
 def analyze(url, data, task="7class"):
-    import urllib.request
     body, content_type = multipart(data, task)
     request = urllib.request.Request(url + "/api/analyze", data=body, headers={"Content-Type": content_type})
     started = time.perf_counter()

@@ -1,5 +1,4 @@
 """From a decoded image to the arrays the models take: the one path for training and serving."""
-import numpy as np
 
 from .imageio import load_image
 from .preprocess import preprocess
@@ -31,7 +30,3 @@ def prepare_for_classifier(path, mask_path, steps, crop_mode, size):
     image = preprocess(load_image(path), steps)
     mask = load_mask(mask_path, *image.shape[:2]) if mask_path is not None else None
     return classifier_input(image, mask, crop_mode, size)
-
-
-def as_batch(array):
-    return np.asarray(array, dtype=np.float32)[None]

@@ -13,7 +13,6 @@ from .cards import (ModelFileError, card_path, check_model_file, read_card,  # n
                     sha256_of, write_card)
 
 LOGITS_LAYER = "logits"
-MOBILENET_LAST_CONV = "out_relu"
 SEQUENTIAL_LAST_CONV = "last_conv"
 
 # U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
@@ -68,14 +67,6 @@ def build_classifier(arch, num_classes, input_size):
     if arch == "sequential":
         return build_sequential_classifier(num_classes, input_size)
     raise ValueError(f"Unknown architecture {arch!r}: mobilenetv2 or sequential.")
-
-
-def last_conv_layer_name(model):
-    names = {layer.name for layer in model.layers}
-    for candidate in (MOBILENET_LAST_CONV, SEQUENTIAL_LAST_CONV):
-        if candidate in names:
-            return candidate
-    raise ValueError("The model has no known last convolutional layer for Grad-CAM.")
 
 
 def _upsample(x, filters, name):

@@ -4,7 +4,6 @@ The server is `python app.py` started by the test, with the shipped models when 
 (tiny test models otherwise). A screenshot of the result page is saved to test-artifacts/.
 """
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -1,5 +1,4 @@
 """Faults: storage that cannot be written, missing or corrupt models at start."""
-import io
 import os
 import shutil
 import subprocess

@@ -1,6 +1,5 @@
 """Every route and error path of the web app and the JSON API (Flask test client, tiny models)."""
 import io
-import json
 
 import numpy as np
 import pytest
