@@ -4,8 +4,8 @@ Both are taken from the logits (the Dense layer "logits"), not from the softmax:
 softmax gradient of a confident prediction vanishes and would explain nothing.
 
 `Explainer(model)` builds its gradient model and compiled functions once; each call
-runs one forward and backward pass that returns the probabilities and the Grad-CAM
-together, so the classifier is not run twice per image. Overlays are drawn with
+runs one forward pass (over all test-time views) that returns the probabilities and the
+Grad-CAM together, so the classifier is not run twice per image. Overlays are drawn with
 `matplotlib.colormaps`, blended on the original image at its own size, and written
 to whatever folder the caller chooses.
 """
@@ -46,20 +46,26 @@ class Explainer:
         self.smoothgrad_samples = int(smoothgrad_samples)
         self.smoothgrad_noise = float(smoothgrad_noise)
         image_spec = tf.TensorSpec((1, *self.input_shape, 3), tf.float32)
+        views_spec = tf.TensorSpec((None, *self.input_shape, 3), tf.float32)
         index_spec = tf.TensorSpec((), tf.int32)
-        self._cam = tf.function(self._probabilities_and_cam, input_signature=[image_spec, index_spec])
+        self._cam = tf.function(self._probabilities_and_cam, input_signature=[views_spec, index_spec])
         self._saliency = tf.function(self._smoothgrad, input_signature=[image_spec, index_spec])
 
-    def _probabilities_and_cam(self, image, class_index):
+    def _probabilities_and_cam(self, views, class_index):
+        """One forward pass over the image's views (the image first): their mean softmax,
+        and the Grad-CAM of the first view. The gradient only runs back through the
+        pooling and Dense head to the last convolutional block, so it costs almost nothing
+        beside the forward pass."""
         import tensorflow as tf
         with tf.GradientTape() as tape:
-            features, logits = self._grad_model(image, training=False)
-            index = tf.where(class_index < 0, tf.cast(tf.argmax(logits[0]), tf.int32), class_index)
+            features, logits = self._grad_model(views, training=False)
+            probabilities = tf.reduce_mean(tf.nn.softmax(logits), axis=0)
+            index = tf.where(class_index < 0, tf.cast(tf.argmax(probabilities), tf.int32), class_index)
             target = logits[0, index]
-        gradients = tape.gradient(target, features)
+        gradients = tape.gradient(target, features)[:1]
         weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
-        cam = tf.nn.relu(tf.reduce_sum(features * weights[:, None, None, :], axis=-1))[0]
-        return tf.nn.softmax(logits[0]), logits[0], cam, index
+        cam = tf.nn.relu(tf.reduce_sum(features[:1] * weights[:, None, None, :], axis=-1))[0]
+        return probabilities, logits[0], cam, index
 
     def _smoothgrad(self, image, class_index):
         import tensorflow as tf
@@ -73,17 +79,19 @@ class Explainer:
         gradients = tape.gradient(target, noisy)
         return tf.reduce_mean(tf.reduce_max(tf.abs(gradients), axis=-1), axis=0)
 
-    def explain(self, image, class_index=None, saliency=True):
-        """image: (H, W, 3) uint8 at the model's input size.
+    def explain(self, image, class_index=None, saliency=True, views=None):
+        """image: (H, W, 3) uint8 at the model's input size. views: optional (V, H, W, 3)
+        batch starting with the image (test-time views); probabilities are their mean.
 
-        Returns a dict: probabilities, logits, class_index, gradcam and saliency maps
+        Returns a dict: probabilities, logits (of the image), class_index, gradcam and saliency maps
         (float32 in [0, 1] at the input size), and gradcam_empty when the Grad-CAM had
         no positive evidence (the map is then all zero, not noise scaled up).
         """
         import tensorflow as tf
         batch = tf.constant(np.asarray(image, np.float32)[None])
+        views = batch if views is None else tf.constant(np.asarray(views, np.float32))
         wanted = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        probabilities, logits, cam, index = self._cam(batch, wanted)
+        probabilities, logits, cam, index = self._cam(views, wanted)
         cam = cam.numpy()
         result = {"probabilities": probabilities.numpy(), "logits": logits.numpy(),
                   "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON)}

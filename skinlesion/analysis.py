@@ -62,11 +62,12 @@ class Analysis:
         return images
 
     def save_images(self, folder, stem, image_format="jpg"):
-        """Write the overlays (and the mask as PNG) into `folder`; returns kind -> path."""
+        """Write the original (decoded, EXIF-oriented: browsers cannot show TIFF), the overlays
+        and the mask (PNG) into `folder`; returns kind -> path."""
         from heatmap import save_rgb
         folder = Path(folder)
         paths = {kind: save_rgb(image, folder, f"{stem}_{kind}.{image_format}")
-                 for kind, image in self.overlays().items() if kind != "original"}
+                 for kind, image in self.overlays().items()}
         paths["mask"] = folder / f"{stem}_mask.png"
         save_mask_png(self.mask, paths["mask"])
         return paths
@@ -139,11 +140,12 @@ class Analyzer:
         mask = segmentation.mask if segmentation.found else None
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
-        probabilities = classifier.probabilities(crop[None])[0]
-        explained = {}
-        if explain:  # of the shown prediction unless another class is asked for
-            wanted = int(np.argmax(probabilities)) if class_index is None else class_index
-            explained = classifier.explainer.explain(crop, wanted)
+        if explain:  # Grad-CAM of the shown prediction unless another class is asked for
+            explained = classifier.explain(crop, class_index)
+            probabilities = explained["probabilities"]
+        else:
+            explained = {}
+            probabilities = classifier.probabilities(crop[None])[0]
         probabilities = probabilities.astype(np.float64) / probabilities.sum()
         codes = classifier.classes
         malignant = classifier.malignant_probability(probabilities)

@@ -57,6 +57,11 @@ class Classifier:
         """(N, size, size, 3) uint8 inputs -> (N, classes) probabilities (test-time views averaged)."""
         return tta_probabilities(lambda batch: self._forward(batch).numpy(), inputs, self.tta)
 
+    def explain(self, crop, class_index=None, saliency=True):
+        """Probabilities (averaged over the test-time views) and explanations, in one pass."""
+        views = tta_views(np.asarray(crop, np.float32)[None], self.tta)
+        return self.explainer.explain(crop, class_index, saliency, views=views)
+
     def malignant_probability(self, probabilities):
         return float(sum(p for code, p in zip(self.classes, probabilities) if code in MALIGNANT))
 

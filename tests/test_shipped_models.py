@@ -66,3 +66,12 @@ def test_segmentation_on_real_validation_images(analyzer):
         predicted = analyzer.segmenter(preprocess(image, analyzer.segmenter.steps)).mask
         scores.append(jaccard(load_mask(sample.mask, *image.shape[:2]), predicted))
     assert np.mean(scores) > 0.7
+
+
+@pytest.mark.parametrize("task", ["7class", "3class"])
+def test_explained_and_plain_analyses_give_the_same_probabilities(analyzer, task):
+    """The one-pass Grad-CAM path (web app) and the plain path (predict.py) agree."""
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        explained = analyzer.analyze(path, task, explain=True).probabilities
+        plain = analyzer.analyze(path, task, explain=False).probabilities
+        assert max(abs(explained[c] - plain[c]) for c in plain) < 1e-5

@@ -69,13 +69,11 @@ class Engine:
             upload.write_bytes(data)  # the bytes as received, for audit; never served raw
             files["upload"] = upload.name
             written = result.save_images(heatmap_dir, analysis_id, self.config.get("OVERLAY_FORMAT", "jpg"))
-            from heatmap import save_rgb
-            original = save_rgb(result.image, heatmap_dir, f"{analysis_id}_original.jpg", quality=92)
             files.update({kind: Path(path).name for kind, path in written.items()})
-            files["original"] = original.name
         except OSError as error:
-            self.remove_files(files | {"upload": f"{analysis_id}.upload"})
-            for leftover in Path(self.config["HEATMAP_DIR"]).glob(f"{analysis_id}_*"):
+            # Whatever part was written goes: the upload and every file named after the id.
+            (upload_dir / f"{analysis_id}.upload").unlink(missing_ok=True)
+            for leftover in heatmap_dir.glob(f"{analysis_id}_*"):
                 leftover.unlink(missing_ok=True)
             raise StorageError("The analysis could not be saved: the server's storage is full or "
                                "not writable. Please tell the administrator.") from error
