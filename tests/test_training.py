@@ -53,3 +53,30 @@ def test_segmenter_init_from_a_keras_file(tiny_models, tiny_ham10000, tmp_path):
     unet = build_unet((64, 64, 3))
     copied = initialise_backbone(unet, str(tiny_models / "classifier_7class.h5"), 64)
     assert copied > 50
+
+
+def test_checkpoints_keep_the_weight_average_as_best_and_raw_weights_as_last(tmp_path):
+    """With use_ema, the averaged weights are evaluated and saved as best; last.keras keeps
+    the raw weights so that --resume continues training where it stopped."""
+    import keras
+    from training.common import RunState, epoch_callback
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.9), "mse")
+    evaluated = []
+
+    def evaluate(current):
+        evaluated.append([w.copy() for w in current.get_weights()])
+        return {"score": 1.0}
+
+    run = RunState(tmp_path / "run")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    model.fit(x, x.sum(1, keepdims=True), batch_size=8, epochs=1, verbose=0,
+              callbacks=[epoch_callback(run, run.load(), "score", "max", evaluate)])
+    averaged = model.get_weights()  # fit ends by writing the average into the model
+    best = keras.models.load_model(run.best).get_weights()
+    last = keras.models.load_model(run.last).get_weights()
+    for a, b, e in zip(averaged, best, evaluated[0]):
+        np.testing.assert_allclose(b, a, rtol=1e-6)
+        np.testing.assert_allclose(e, a, rtol=1e-6)
+    assert not np.allclose(last[0], best[0])

@@ -92,7 +92,13 @@ class RunState:
 
 
 def epoch_callback(run, state, monitor, mode, evaluate=None):
-    """Keras callback: per-epoch log line, last/best checkpoints, resumable state."""
+    """Keras callback: per-epoch log line, last/best checkpoints, resumable state.
+
+    With an optimizer that keeps an exponential moving average of the weights
+    (use_ema=True), the averaged weights are the ones evaluated and kept as best, while
+    last.keras keeps the raw weights (and the average in its optimizer state) so that
+    --resume continues exactly where training stopped.
+    """
     import keras
 
     class Checkpointer(keras.callbacks.Callback):
@@ -101,14 +107,21 @@ def epoch_callback(run, state, monitor, mode, evaluate=None):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
+            self.model.save(run.last)
+            averaged = getattr(self.model.optimizer, "use_ema", False)
+            if averaged:  # the public swap of keras' own callback: average in, then back
+                swap = keras.callbacks.SwapEMAWeights()
+                swap.set_model(self.model)
+                swap.on_test_begin()
             if evaluate is not None:  # in place: EarlyStopping reads the same logs dict next
                 logs.update(evaluate(self.model))
             value = logs[monitor]
             better = state["best"] is None or (value > state["best"] if mode == "max"
                                                else value < state["best"])
-            self.model.save(run.last)
             if better:
                 self.model.save(run.best)
+            if averaged:
+                swap.on_test_end()
                 state["best"], state["best_epoch"] = float(value), epoch + 1
             state["epoch"] = epoch + 1
             record = {k: round(float(v), 5) for k, v in logs.items() if np.ndim(v) == 0}

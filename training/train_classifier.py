@@ -29,6 +29,7 @@ EPOCHS = 30
 BATCH_SIZE = 32
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
+EMA_MOMENTUM = 0.995  # weight averaging over ~200 steps; the average is evaluated and shipped
 PATIENCE = 7
 CLASS_WEIGHT_POWER = 1.0  # 1: fully inverse-frequency; 0.5: square root
 LABEL_SMOOTHING = 0.05
@@ -53,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--lr", type=float, default=LEARNING_RATE)
     p.add_argument("--patience", type=int, default=PATIENCE)
+    p.add_argument("--ema", type=float, default=EMA_MOMENTUM,
+                   help="momentum of the moving average of the weights (0: none)")
     p.add_argument("--class-weight-power", type=float, default=CLASS_WEIGHT_POWER)
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     p.add_argument("--seed", type=int, default=SEED)
@@ -160,7 +163,9 @@ def main(argv=None):
             frozen = freeze_through(model, args.freeze_through) if pretrained else 0
             print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
             model.compile(
-                optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY),
+                optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY,
+                                                 use_ema=args.ema > 0,
+                                                 ema_momentum=args.ema or 0.99),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
                 weighted_metrics=[])
 
@@ -175,7 +180,8 @@ def main(argv=None):
             logs["val_mel_recall"] = metrics["recall"].get("mel", 0.0)
         return logs
 
-    callbacks = [
+    callbacks = [keras.callbacks.SwapEMAWeights()] if args.ema > 0 else []  # val_loss too
+    callbacks += [
         keras.callbacks.LearningRateScheduler(cosine_schedule(args.lr, args.epochs)),
         epoch_callback(run, state, "val_balanced_accuracy", "max", evaluate),
         keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max", patience=args.patience),
@@ -222,6 +228,7 @@ def main(argv=None):
         "training": {"class_weights": {classes[i]: round(w, 3) for i, w in weights.items()},
                      "label_smoothing": LABEL_SMOOTHING, "batch_size": args.batch_size,
                      "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
+                     "weight_average_momentum": args.ema or None,
                      "augmentation": "flips, rot90, rotation, zoom, brightness/contrast/"
                                      "saturation/hue"},
         "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
