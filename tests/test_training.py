@@ -63,20 +63,22 @@ def test_checkpoints_keep_the_weight_average_as_best_and_raw_weights_as_last(tmp
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.9), "mse")
-    evaluated = []
+    evaluated, scores = [], iter([1.0, 0.5])  # the second epoch is worse: best stays at 1
 
     def evaluate(current):
         evaluated.append([w.copy() for w in current.get_weights()])
-        return {"score": 1.0}
+        return {"score": next(scores)}
 
     run = RunState(tmp_path / "run")
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
-    model.fit(x, x.sum(1, keepdims=True), batch_size=8, epochs=1, verbose=0,
+    model.fit(x, x.sum(1, keepdims=True), batch_size=8, epochs=2, verbose=0,
               callbacks=[epoch_callback(run, run.load(), "score", "max", evaluate)])
     averaged = model.get_weights()  # fit ends by writing the average into the model
     best = keras.models.load_model(run.best).get_weights()
     last = keras.models.load_model(run.last).get_weights()
-    for a, b, e in zip(averaged, best, evaluated[0]):
-        np.testing.assert_allclose(b, a, rtol=1e-6)
-        np.testing.assert_allclose(e, a, rtol=1e-6)
-    assert not np.allclose(last[0], best[0])
+    for a, b, first, second in zip(averaged, best, *evaluated):
+        np.testing.assert_allclose(second, a, rtol=1e-6)  # evaluated: the average
+        np.testing.assert_allclose(b, first, rtol=1e-6)   # best: epoch 1's average
+    assert not np.allclose(best[0], averaged[0])
+    assert not np.allclose(last[0], averaged[0])  # last: the raw weights
+    assert run.load()["best_epoch"] == 1 and run.load()["best"] == 1.0

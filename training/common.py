@@ -120,9 +120,9 @@ def epoch_callback(run, state, monitor, mode, evaluate=None):
                                                else value < state["best"])
             if better:
                 self.model.save(run.best)
+                state["best"], state["best_epoch"] = float(value), epoch + 1
             if averaged:
                 swap.on_test_end()
-                state["best"], state["best_epoch"] = float(value), epoch + 1
             state["epoch"] = epoch + 1
             record = {k: round(float(v), 5) for k, v in logs.items() if np.ndim(v) == 0}
             record.update(epoch=epoch + 1, seconds=round(time.time() - self.started, 1))
