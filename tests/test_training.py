@@ -82,3 +82,29 @@ def test_checkpoints_keep_the_weight_average_as_best_and_raw_weights_as_last(tmp
     assert not np.allclose(best[0], averaged[0])
     assert not np.allclose(last[0], averaged[0])  # last: the raw weights
     assert run.load()["best_epoch"] == 1 and run.load()["best"] == 1.0
+
+
+def test_training_masks_truth_unet_and_mixed(tiny_models, tiny_ham10000, tmp_path, monkeypatch):
+    """--train-masks: the true masks, the U-Net's (written once, reused), or half each."""
+    from skinlesion.datasets import read_dataset
+    from skinlesion.segment import Segmenter, describe_mask
+    from training.train_classifier import training_masks
+
+    def central_lesion(self, image):  # the untrained tiny U-Net finds nothing reliably
+        mask = np.zeros(image.shape[:2], bool)
+        mask[image.shape[0] // 4: -image.shape[0] // 4, image.shape[1] // 4: -image.shape[1] // 4] = True
+        return describe_mask(mask)
+
+    monkeypatch.setattr(Segmenter, "__call__", central_lesion)
+    samples = read_dataset(tiny_ham10000)
+    unet = tiny_models / "unet.h5"
+    assert training_masks(samples, "truth", unet, tmp_path, 0) == [s.mask for s in samples]
+    predicted = training_masks(samples, "unet", unet, tmp_path, 0)
+    assert len(predicted) == len(samples)
+    written = [p for p in predicted if p is not None]
+    assert written and all(p.parent.name.startswith("unet-masks-") and p.is_file() for p in written)
+    assert all(p not in {s.mask for s in samples} for p in written)
+    mixed = training_masks(samples, "mixed", unet, tmp_path, 0)
+    assert all(m in (p, s.mask) for m, p, s in zip(mixed, predicted, samples))
+    assert set(mixed) & set(written) and set(mixed) & {s.mask for s in samples}
+    assert mixed == training_masks(samples, "mixed", unet, tmp_path, 0)  # seeded

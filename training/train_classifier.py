@@ -23,6 +23,8 @@ ARCH = "mobilenetv2"
 INIT = "none"
 FREEZE_THROUGH = "block_5_add"  # early blocks kept at their initial weights (CPU budget)
 CROP_MODE = "crop"
+TRAIN_MASKS = "truth"  # which masks cut the training crops: truth | unet | mixed (half each)
+UNET = "models/unet.h5"
 STEPS = "color_constancy"
 INPUT_SIZE = 160
 EPOCHS = 30
@@ -48,6 +50,10 @@ def parse_args(argv=None):
     p.add_argument("--arch", default=ARCH, choices=["mobilenetv2", "sequential"])
     p.add_argument("--init", default=INIT, help="imagenet | none | PATH to a Keras model")
     p.add_argument("--crop-mode", default=CROP_MODE, choices=["full", "crop", "masked"])
+    p.add_argument("--train-masks", default=TRAIN_MASKS, choices=["truth", "unet", "mixed"],
+                   help="cut training crops with the true masks, the U-Net's (as at serving), "
+                        "or half and half (validation always uses the true masks)")
+    p.add_argument("--unet", default=UNET, help="U-Net for --train-masks unet|mixed")
     p.add_argument("--steps", default=STEPS, help="preprocessing steps, comma-separated, or none")
     p.add_argument("--input-size", type=int, default=INPUT_SIZE)
     p.add_argument("--epochs", type=int, default=EPOCHS)
@@ -97,6 +103,43 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
             .prefetch(tf.data.AUTOTUNE))
 
 
+def segmenter_masks(samples, unet_path, folder):
+    """The U-Net's mask of every sample, written once as a PNG (None where it found no
+    lesion: serving then classifies the whole image, and so does training)."""
+    from skinlesion.imageio import load_image, save_mask_png
+    from skinlesion.models import load_checked_model
+    from skinlesion.preprocess import preprocess
+    from skinlesion.segment import Segmenter
+    segmenter = Segmenter(*load_checked_model(unet_path))
+    folder = Path(folder) / f"unet-masks-{segmenter.card['sha256'][:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, sample in enumerate(samples, 1):
+        path, empty = folder / f"{sample.image.stem}.png", folder / f"{sample.image.stem}.none"
+        if not path.is_file() and not empty.is_file():
+            segmentation = segmenter(preprocess(load_image(sample.image), segmenter.steps))
+            if segmentation.found:
+                save_mask_png(segmentation.mask, path)
+            else:
+                empty.touch()
+        paths.append(path if path.is_file() else None)
+        if number % 1000 == 0:
+            print(f"U-Net masks: {number}/{len(samples)}", flush=True)
+    return paths
+
+
+def training_masks(samples, source, unet_path, folder, seed):
+    """The mask that cuts each training crop, by --train-masks."""
+    truth = [s.mask for s in samples]
+    if source == "truth":
+        return truth
+    predicted = segmenter_masks(samples, unet_path, folder)
+    if source == "unet":
+        return predicted
+    use_predicted = np.random.default_rng(seed).random(len(samples)) < 0.5
+    return [p if chosen else t for p, t, chosen in zip(predicted, truth, use_predicted)]
+
+
 def referral_threshold(labels, probabilities, classes, sensitivity):
     """Lowest-false-alarm threshold on P(malignant) that still flags `sensitivity` of melanomas."""
     from skinlesion.classes import MALIGNANT
@@ -139,11 +182,13 @@ def main(argv=None):
     print(f"{args.task}: {len(train)} train / {len(val)} val images (split by lesion, seed "
           f"{args.seed}); crop {args.crop_mode}, steps {list(steps) or 'none'}", flush=True)
 
-    def arrays(subset, name):
-        jobs = [(s.image, s.mask, steps, args.crop_mode, args.input_size) for s in subset]
+    def arrays(subset, masks, name):
+        jobs = [(s.image, mask, steps, args.crop_mode, args.input_size) for s, mask in zip(subset, masks)]
         return cached_arrays(name, prepare_for_classifier, jobs, args.cache_dir, args.workers)[0]
 
-    train_x, val_x = arrays(train, "clf-train"), arrays(val, "clf-val")
+    train_masks = training_masks(train, args.train_masks, args.unet, args.cache_dir, args.seed)
+    train_x = arrays(train, train_masks, "clf-train")
+    val_x = arrays(val, [s.mask for s in val], "clf-val")
     train_y = np.array([classes.index(s.label) for s in train])
     val_y = np.array([classes.index(s.label) for s in val])
     weights = class_weights(train_y, len(classes), args.class_weight_power)
@@ -217,6 +262,8 @@ def main(argv=None):
         "output": "softmax probabilities; the Dense layer 'logits' feeds Grad-CAM",
         "preprocessing": list(steps),
         "crop_mode": args.crop_mode,
+        "training_masks": {"truth": "ground-truth masks", "unet": "the U-Net's masks (as at serving)",
+                           "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks],
         "test_time_augmentation": TEST_TIME_AUGMENTATION,
         "data": {"source": str(args.data), "train_images": len(train), "val_images": len(val),
                  "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)},
