@@ -43,6 +43,7 @@ def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch):
     metrics = card["validation_metrics"]["ground_truth_mask_crops"]
     assert set(metrics) >= {"balanced_accuracy", "macro_auc_ovr", "recall", "confusion_matrix"}
     assert card["crop_mode"] and card["preprocessing"] is not None and card["sha256"]
+    assert card["training_masks"] == "ground-truth masks" and card["training_masks_unet_sha256"] is None
     x = np.zeros((1, 64, 64, 3), np.float32)
     assert model(x, training=False).numpy().sum() == pytest.approx(1.0, abs=1e-5)
 

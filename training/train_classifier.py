@@ -166,7 +166,7 @@ def main(argv=None):
     from skinlesion.datasets import read_dataset, split_for_task
     from skinlesion.inputs import prepare_for_classifier
     from skinlesion.models import (build_classifier, freeze_through, initialise_backbone,
-                                   set_batchnorm_momentum, write_card)
+                                   set_batchnorm_momentum, sha256_of, write_card)
     from skinlesion.preprocess import parse_steps
     from training.evaluate import classification_metrics
 
@@ -264,6 +264,7 @@ def main(argv=None):
         "crop_mode": args.crop_mode,
         "training_masks": {"truth": "ground-truth masks", "unet": "the U-Net's masks (as at serving)",
                            "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks],
+        "training_masks_unet_sha256": None if args.train_masks == "truth" else sha256_of(args.unet),
         "test_time_augmentation": TEST_TIME_AUGMENTATION,
         "data": {"source": str(args.data), "train_images": len(train), "val_images": len(val),
                  "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)},
