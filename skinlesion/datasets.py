@@ -10,12 +10,17 @@ layout, or says which layouts it expected. Supported:
 - PH2: IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp and IMDxxx_lesion/IMDxxx_lesion.bmp,
   diagnoses from PH2_dataset.txt (common/atypical nevus -> nv, melanoma -> mel).
 - One folder per class: ROOT/<class code>/*.jpg (mel, nv, ...).
+- A labels CSV (the general form): a CSV with an image id column (`image_id` or `image`)
+  and a `dx` column of class codes (optional `lesion_id`), images anywhere below. Rows with
+  an empty or unknown `dx` are skipped and counted. ISIC 2017 as shipped in ../shared is this
+  form with a column `isic2017_split`; its images were squashed to 256x256 from about 4:3
+  landscape, so its samples carry `resize_to` (192, 256) to undo the squash.
 """
 import csv
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -28,8 +33,24 @@ LAYOUT_HELP = (
     "Expected one of: HAM10000 (HAM10000_metadata.csv + images below it), ISIC 2019 "
     "(a ground-truth CSV with columns image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK + images), "
     "ISIC 2016-2018 segmentation (ISIC_x.jpg + ISIC_x_segmentation.png), PH2 "
-    "(IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp), or one folder per class code "
-    "(ROOT/mel/*.jpg, ROOT/nv/*.jpg, ...).")
+    "(IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp), one folder per class code "
+    "(ROOT/mel/*.jpg, ROOT/nv/*.jpg, ...), or a labels CSV with columns image_id,dx "
+    "(class codes) + images below it.")
+
+# Where a data set's images were stored with another aspect ratio than they were taken at.
+ISIC2017_SIZE = (192, 256)  # (height, width): the 4:3 landscape the 256x256 files came from
+
+
+# What a model trained on a source must cite (keyed by the source's folder name).
+CITATIONS = {
+    "ham10000": "HAM10000 (Tschandl, Rosendahl & Kittler, Sci. Data 5, 180161, 2018), CC BY-NC 4.0",
+    "isic2017": "ISIC 2017 challenge (Codella et al., ISBI 2018, arXiv:1710.05006), ISIC Archive",
+    "derm7pt": "Seven-point checklist dataset (Kawahara et al., IEEE JBHI 23(2), 2019), research use",
+}
+
+
+def citation(source):
+    return CITATIONS.get(source, f"{source} (no citation recorded)")
 
 
 class DatasetError(ValueError):
@@ -42,6 +63,8 @@ class Sample:
     label: str | None  # a class code, or None when only a mask is known
     group: str  # lesion id where known, else the image id: the unit of the split
     mask: Path | None = None
+    source: str = ""  # the data set it came from (the layout's name)
+    resize_to: tuple | None = None  # (height, width) to restore on loading, or None
 
 
 def _index_files(root, predicate):
@@ -205,6 +228,53 @@ def read_class_folders(root, classes=None, report=print):
     return samples
 
 
+IMAGE_ID_COLUMNS = ("image_id", "image")
+
+
+def _labels_csv(root):
+    """The first CSV below `root` with an image id column and a `dx` column, or None."""
+    for path in sorted(Path(root).rglob("*.csv")):
+        with open(path, newline="") as handle:
+            header = set(next(csv.reader(handle), []))
+        if "dx" in header and header & set(IMAGE_ID_COLUMNS):
+            return path
+    return None
+
+
+def read_labels_csv(root, classes=None, report=print):
+    """The general form: labels CSV (image_id|image, dx[, lesion_id]) + images below."""
+    from .classes import DISPLAY_NAMES
+    root = Path(root)
+    labels = _labels_csv(root)
+    if labels is None:
+        raise DatasetError(f"No labels CSV with columns image_id,dx below {root}. {LAYOUT_HELP}")
+    images, masks = _images_by_stem(root), _masks_by_image_stem(root)
+    samples, skipped, missing = [], Counter(), 0
+    with open(labels, newline="") as handle:
+        reader = csv.DictReader(handle)
+        id_column = next(c for c in IMAGE_ID_COLUMNS if c in reader.fieldnames)
+        squashed = "isic2017_split" in reader.fieldnames
+        for row in reader:
+            code = (row["dx"] or "").strip().lower()
+            if code not in DISPLAY_NAMES:
+                skipped[code or "(none)"] += 1
+                continue
+            path = images.get(row[id_column])
+            if path is None:
+                missing += 1
+                continue
+            samples.append(Sample(path, code, row.get("lesion_id") or row[id_column],
+                                  masks.get(row[id_column]), resize_to=ISIC2017_SIZE if squashed else None))
+    if skipped:
+        report(f"{labels.name}: skipped rows whose dx is not a class code: {dict(skipped)}")
+    if missing:
+        report(f"{labels.name}: {missing} rows have no image file; skipped.")
+    if not samples:
+        raise DatasetError(f"{labels}: no usable rows with images. {LAYOUT_HELP}")
+    skipped = Counter()
+    return _keep_classes(samples, classes, skipped)
+
+
 def detect_layout(root):
     root = Path(root)
     if not root.is_dir():
@@ -217,6 +287,8 @@ def detect_layout(root):
         return "ph2"
     if any(root.rglob(f"*{MASK_SUFFIX}.png")):
         return "isic_segmentation"
+    if _labels_csv(root) is not None:
+        return "labels_csv"
     from .classes import DISPLAY_NAMES
     if any(p.is_dir() and p.name.lower() in DISPLAY_NAMES for p in root.iterdir()):
         return "class_folders"
@@ -224,13 +296,16 @@ def detect_layout(root):
 
 
 READERS = {"ham10000": read_ham10000, "isic2019": read_isic2019, "ph2": read_ph2,
-           "isic_segmentation": read_isic_segmentation, "class_folders": read_class_folders}
+           "isic_segmentation": read_isic_segmentation, "class_folders": read_class_folders,
+           "labels_csv": read_labels_csv}
 
 
 def read_dataset(root, classes=None, layout=None, report=print):
-    """Samples of the dataset at `root` (layout auto-detected unless given)."""
+    """Samples of the dataset at `root` (layout auto-detected unless given), each
+    tagged with its source: the folder's name."""
     layout = layout or detect_layout(root)
-    return READERS[layout](root, classes=classes, report=report)
+    source = Path(root).resolve().name
+    return [replace(s, source=source) for s in READERS[layout](root, classes=classes, report=report)]
 
 
 def split_by_group(samples, val_fraction=0.15, seed=42):
@@ -268,3 +343,17 @@ def split_for_task(samples, classes, val_fraction=0.15, seed=42):
     train, val = split_by_group(samples, val_fraction, seed)
     keep = set(classes)
     return [s for s in train if s.label in keep], [s for s in val if s.label in keep]
+
+
+def split_sources(folders, classes, val_fraction=0.15, seed=42, limit=0):
+    """Several data folders, each split on its own by `split_for_task` (so HAM10000's
+    validation lesions stay those of every earlier model); the pooled (train, val)."""
+    train, val = [], []
+    for folder in folders:
+        samples = read_dataset(folder)
+        if limit:
+            samples = samples[:limit]
+        source_train, source_val = split_for_task(samples, classes, val_fraction, seed)
+        train += source_train
+        val += source_val
+    return train, val

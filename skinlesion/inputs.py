@@ -5,6 +5,13 @@ from .preprocess import preprocess
 from .regions import classifier_input, resize_mask, resize_rgb
 
 
+def load_sample_image(path, resize_to=None):
+    """A data set's image as taken: decoded, then resized to (height, width) where the
+    stored file's aspect ratio was squashed (ISIC 2017 in ../shared)."""
+    image = load_image(path)
+    return resize_rgb(image, *resize_to) if resize_to else image
+
+
 def load_mask(path, height, width):
     """A ground-truth mask file (any size, 0/255) as a boolean mask at (height, width)."""
     mask = load_image(path, min_side=1)[..., 0] > 127
@@ -25,8 +32,8 @@ def prepare_for_segmenter(path, mask_path, steps, input_shape):
     return segmenter_input(image, input_shape), resize_mask(mask, height, width)
 
 
-def prepare_for_classifier(path, mask_path, steps, crop_mode, size):
+def prepare_for_classifier(path, mask_path, steps, crop_mode, size, resize_to=None):
     """Training/evaluation classifier input of one image, cropped by its mask file."""
-    image = preprocess(load_image(path), steps)
+    image = preprocess(load_sample_image(path, resize_to), steps)
     mask = load_mask(mask_path, *image.shape[:2]) if mask_path is not None else None
     return classifier_input(image, mask, crop_mode, size)

@@ -95,3 +95,21 @@ def tiny_ham10000(tmp_path_factory):
 def shipped_models_present():
     return all((MODELS / name).is_file() for name in
                ("unet.h5", "classifier_7class.h5", "classifier_3class.h5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_labels_csv(tmp_path_factory):
+    """Another clinic in the general layout: labels.csv (image_id,dx) + images/, no masks,
+    one row with an empty diagnosis (skipped, as derm7pt's "other" cases are)."""
+    root = tmp_path_factory.mktemp("otherclinic")
+    (root / "images").mkdir()
+    rows = [("OC_%03d" % index, ("mel", "nv", "bkl")[index % 3]) for index in range(12)]
+    rows.append(("OC_999", ""))
+    for index, (image_id, _) in enumerate(rows):
+        image, _ = synthetic_lesion(seed=100 + index)
+        write_jpeg(image, root / "images" / f"{image_id}.jpg")
+    with open(root / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "dx", "diagnosis"])
+        writer.writerows([(image_id, dx, "") for image_id, dx in rows])
+    return root

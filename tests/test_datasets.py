@@ -77,3 +77,35 @@ def test_wrong_layouts_say_what_was_expected(tmp_path):
         read_dataset(tmp_path)
     with pytest.raises(DatasetError, match="not found"):
         read_dataset(tmp_path / "missing")
+
+
+def test_labels_csv_is_the_general_form(tiny_labels_csv):
+    messages = []
+    samples = read_dataset(tiny_labels_csv, report=messages.append)
+    assert detect_layout(tiny_labels_csv) == "labels_csv"
+    assert len(samples) == 12 and {s.label for s in samples} == {"mel", "nv", "bkl"}
+    assert any("skipped" in m and "(none)" in m for m in messages)  # the row without dx
+    assert all(s.source == tiny_labels_csv.name and s.resize_to is None and s.mask is None
+               for s in samples)
+    assert {s.label for s in read_dataset(tiny_labels_csv, classes=("mel", "nv"))} == {"mel", "nv"}
+
+
+def test_isic2017_labels_undo_the_squash(tmp_path):
+    """ISIC 2017 in ../shared was squashed to 256x256 from 4:3: its samples say so."""
+    image(tmp_path / "images" / "ISIC_0000001.jpg")
+    (tmp_path / "labels.csv").write_text("image_id,dx,isic2017_split\nISIC_0000001,mel,train\n")
+    (sample,) = read_dataset(tmp_path)
+    assert sample.resize_to == (192, 256)
+    from skinlesion.inputs import load_sample_image
+    assert load_sample_image(sample.image, sample.resize_to).shape == (192, 256, 3)
+
+
+def test_each_source_is_split_on_its_own(tiny_ham10000, tiny_labels_csv):
+    from skinlesion.datasets import split_for_task, split_sources
+    classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    train, val = split_sources([tiny_ham10000, tiny_labels_csv], classes, 0.3, seed=1)
+    ham_train, ham_val = split_for_task(read_dataset(tiny_ham10000), classes, 0.3, seed=1)
+    # Adding a source leaves the first source's split (its validation lesions) unchanged.
+    assert [s for s in train if s.source == tiny_ham10000.name] == ham_train
+    assert [s for s in val if s.source == tiny_ham10000.name] == ham_val
+    assert {s.source for s in val} == {tiny_ham10000.name, tiny_labels_csv.name}
