@@ -1,5 +1,6 @@
 """A 1-epoch training run on a handful of images yields a loadable model and an honest card."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,9 +104,76 @@ def test_training_masks_truth_unet_and_mixed(tiny_models, tiny_ham10000, tmp_pat
     predicted = training_masks(samples, "unet", unet, tmp_path, 0)
     assert len(predicted) == len(samples)
     written = [p for p in predicted if p is not None]
-    assert written and all(p.parent.name.startswith("unet-masks-") and p.is_file() for p in written)
+    # Cached by the U-Net's sha256, then by source (two data sets may share file names).
+    assert written and all(p.parent.parent.name.startswith("unet-masks-") and p.is_file()
+                           for p in written)
     assert all(p not in {s.mask for s in samples} for p in written)
     mixed = training_masks(samples, "mixed", unet, tmp_path, 0)
     assert all(m in (p, s.mask) for m, p, s in zip(mixed, predicted, samples))
     assert set(mixed) & set(written) and set(mixed) & {s.mask for s in samples}
     assert mixed == training_masks(samples, "mixed", unet, tmp_path, 0)  # seeded
+    # A source without true masks (ISIC 2017) gets the U-Net's, whatever --train-masks says.
+    unmasked = [replace(s, mask=None) for s in samples]
+    assert training_masks(unmasked, "truth", unet, tmp_path, 0) == predicted
+
+
+def test_sample_weights_even_out_sources_within_a_class():
+    """Within a class each source's share is evened out; each class keeps its total weight."""
+    from types import SimpleNamespace
+    from training.common import class_weights
+    from training.train_classifier import sample_weights
+    sources = ["big"] * 80 + ["small"] * 20 + ["big"] * 30
+    labels = np.array([0] * 100 + [1] * 30)
+    samples = [SimpleNamespace(source=s) for s in sources]
+    weights, per_class = sample_weights(samples, labels, 2, 1.0, source_power=1.0)
+    assert per_class == class_weights(labels, 2, 1.0)
+    for label in (0, 1):
+        assert weights[labels == label].sum() == pytest.approx(per_class[label] * (labels == label).sum())
+    big, small = weights[:80].sum(), weights[80:100].sum()
+    assert big == pytest.approx(small)  # power 1: equal totals per source
+    unbalanced, _ = sample_weights(samples, labels, 2, 1.0, source_power=0.0)
+    assert np.allclose(unbalanced, [per_class[int(label)] for label in labels])
+
+
+def test_evaluate_scores_external_folders_at_the_referral_threshold(tiny_models, tiny_ham10000,
+                                                                      tiny_labels_csv, tmp_path):
+    """--external: another clinic's folder through the serving pipeline, its figures in the card."""
+    import shutil
+    from skinlesion.models import card_path, read_card
+    from training import evaluate
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models, models)
+    path = models / "classifier_7class.h5"
+    card = read_card(path)
+    card["split"] = {"val_fraction": 0.3, "seed": 1}
+    card_path(path).write_text(json.dumps(card))
+    metrics = evaluate.main(["--model", str(path), "--data", str(tiny_ham10000), "--split", "val",
+                             "--external", str(tiny_labels_csv), "--models", str(models),
+                             "--out", str(tmp_path / "report"), "--update-card"])
+    name = tiny_labels_csv.name
+    external = metrics["external_validation"][name]
+    assert external["images"] == 12 and set(external["class_counts"]) >= {"mel", "nv", "bkl"}
+    assert 0.0 <= external["melanoma_vs_nevus_auc"] <= 1.0
+    referral = external["referral"]
+    assert referral["malignant_probability"] == metrics["referral"]["malignant_probability"]
+    assert {"melanoma_sensitivity", "nevi_flagged_share"} <= set(referral)
+    for plot in ("roc.png", "confusion.png", "reliability.png"):
+        assert (tmp_path / "report" / "external" / name / plot).is_file()
+    recorded = read_card(path)
+    assert recorded["referral"] == metrics["referral"]  # chosen on the serving validation images
+    assert recorded["external_validation"][name]["expected_calibration_error"] is not None
+    assert "reliability" not in recorded["external_validation"][name]
+    assert recorded["sha256"] == card["sha256"]  # the model file is untouched
+
+
+def test_referral_figures_count_flagged_melanomas_and_nevi():
+    from training.evaluate import melanoma_vs_nevus_auc, referral_figures, referral_threshold
+    classes = ("bcc", "mel", "nv")
+    labels = np.array([1, 1, 1, 1, 2, 2, 2, 2])
+    malignant = np.array([0.9, 0.8, 0.6, 0.2, 0.7, 0.3, 0.1, 0.05])
+    probabilities = np.stack([np.zeros(8), malignant, 1 - malignant], 1)
+    figures = referral_figures(labels, probabilities, classes, 0.5)
+    assert figures["melanoma_sensitivity"] == 0.75 and figures["nevi_flagged_share"] == 0.25
+    assert melanoma_vs_nevus_auc(labels, probabilities, classes) == pytest.approx(13 / 16)  # 13 of 16 pairs ranked right
+    chosen = referral_threshold(labels, probabilities, classes, 0.75)
+    assert chosen["malignant_probability"] == 0.6 and chosen["melanoma_sensitivity"] == 0.75

@@ -1,4 +1,10 @@
-"""tf.data augmentations. Geometry is applied to image and mask together; colour to the image."""
+"""tf.data augmentations. Geometry is applied to image and mask together; colour to the image.
+
+Two recipes for the classifier: `basic` (flips, rotation, small zoom, mild colour jitter on
+the whole batch) and `other_clinic` (one random camera per image: its lamp, optics, sensor,
+compression and dermatoscope frame; the lesion at any angle and any size from a fifth to
+nine tenths of the crop). The second is aimed at what differs between clinics.
+"""
 import tensorflow as tf
 import keras
 
@@ -25,9 +31,107 @@ def flips(stacked, square):
     return stacked
 
 
-def geometry_layers(rotation, zoom):
-    """Small rotations and zooms, reflecting the skin at the borders."""
+def geometry_layers(rotation, zoom, fill_mode="reflect"):
+    """Rotations (a fraction of a full turn) and zooms (a factor, or a (low, high) pair:
+    positive zooms out)."""
+    zoom = zoom if isinstance(zoom, tuple) else (-zoom, zoom)
     return keras.Sequential([
-        keras.layers.RandomRotation(rotation, fill_mode="reflect"),
-        keras.layers.RandomZoom((-zoom, zoom), fill_mode="reflect"),
+        keras.layers.RandomRotation(rotation, fill_mode=fill_mode),
+        keras.layers.RandomZoom(zoom, fill_mode=fill_mode),
     ])
+
+
+# --- other clinics' cameras, one image at a time (0-1 floats) ---------------------------
+
+# Serving crops put the lesion's box, grown by 15% a side, in the crop: the box fills about
+# 0.77 of the side. Zooming by 1/1.23 .. 1/0.58 makes it fill 0.45 .. 0.95 of the side, i.e.
+# a fifth to nine tenths of the crop's area: other clinics frame lesions tighter or looser,
+# and the U-Net's masks on their images are larger or smaller than the lesion.
+LESION_ZOOM = (-0.19, 0.72)
+
+
+def _uniform(low, high, shape=()):
+    return tf.random.uniform(shape, low, high)
+
+
+def _sometimes(probability, function, image):
+    return tf.cond(_uniform(0.0, 1.0) < probability, lambda: function(image), lambda: image)
+
+
+def lamp(image):
+    """Another lamp and sensor colour response: per-channel gains, brightness, contrast,
+    saturation, hue and gamma."""
+    gains = tf.exp(_uniform(-0.12, 0.12, [3]))
+    image = tf.clip_by_value(image * gains, 0.0, 1.0)
+    image = tf.image.random_brightness(image, 0.1)
+    image = tf.image.random_contrast(image, 0.7, 1.3)
+    image = tf.image.random_saturation(image, 0.6, 1.4)
+    image = tf.image.random_hue(image, 0.03)
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    return image ** tf.exp(_uniform(-0.35, 0.35))
+
+
+def gaussian_blur(image, sigma, radius=4):
+    """Separable Gaussian blur, reflecting at the borders (no dark rim)."""
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-offsets ** 2 / (2.0 * sigma ** 2))
+    kernel /= tf.reduce_sum(kernel)
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    across = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+    down = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    blurred = tf.nn.depthwise_conv2d(padded, across, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, down, [1, 1, 1, 1], "VALID")[0]
+
+
+def low_resolution(image):
+    """A camera with fewer pixels on the lesion: down-scale, then back up."""
+    size = tf.shape(image)[:2]
+    scale = _uniform(0.3, 0.8)
+    small = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
+    return tf.image.resize(tf.image.resize(image, small, antialias=True), size)
+
+
+def sensor_noise(image):
+    return tf.clip_by_value(image + tf.random.normal(tf.shape(image), 0.0, _uniform(0.004, 0.03)),
+                            0.0, 1.0)
+
+
+def jpeg(image):
+    return tf.image.adjust_jpeg_quality(image, tf.random.uniform([], 25, 90, tf.int32))
+
+
+def dermatoscope_frame(image):
+    """The dark circle a contact dermatoscope leaves in the corners (soft-edged, off-centre)."""
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    rows = tf.range(size)[:, None] / size - 0.5 - _uniform(-0.06, 0.06)
+    cols = tf.range(size)[None, :] / size - 0.5 - _uniform(-0.06, 0.06)
+    radius = _uniform(0.5, 0.68)  # 0.5 touches the sides, 0.71 only the corners
+    inside = tf.clip_by_value((radius - tf.sqrt(rows ** 2 + cols ** 2)) / 0.03 + 0.5, 0.0, 1.0)
+    return image * inside[..., None] + _uniform(0.0, 0.1) * (1.0 - inside[..., None])
+
+
+def other_clinic_layers(fill_mode):
+    """The geometric part, built once (Keras layers hold their random generators)."""
+    return geometry_layers(rotation=0.5, zoom=LESION_ZOOM, fill_mode=fill_mode)
+
+
+def other_clinic(image, geometry):
+    """One 0-255 float crop as another clinic's camera might show it."""
+    image = geometry(flips(image, square=True), training=True) / 255.0
+    image = _sometimes(0.25, dermatoscope_frame, image)
+    image = lamp(image)
+    image = _sometimes(0.3, lambda x: gaussian_blur(x, _uniform(0.4, 1.6)), image)
+    image = _sometimes(0.3, low_resolution, image)
+    image = _sometimes(0.3, sensor_noise, image)
+    image = _sometimes(0.3, jpeg, image)
+    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+
+
+RECIPES = ("basic", "other_clinic")
+RECIPE_DESCRIPTIONS = {
+    "basic": "flips, rot90, rotation, zoom +-15%, brightness/contrast/saturation/hue per batch",
+    "other_clinic": "per image: flips, rot90, rotation by any angle, zoom so the lesion box fills "
+                    "0.45-0.95 of the side; dermatoscope frame (25%); lamp: per-channel gains, "
+                    "brightness, contrast, saturation, hue, gamma; Gaussian blur (30%), "
+                    "down-then-up scaling (30%), sensor noise (30%), JPEG quality 25-90 (30%)",
+}

@@ -1,8 +1,16 @@
-"""Evaluate a segmenter or classifier on a data folder: metrics as JSON plus PNG plots.
+"""Evaluate a segmenter or classifier on data folders: metrics as JSON plus PNG plots.
 
     python -m training.evaluate --model models/unet.h5 --data DIR --out reports/unet
-    python -m training.evaluate --model models/classifier_7class.h5 --data DIR --out reports/c7 \
-        [--split val]   # only the lesion-disjoint validation split of the model's card
+    python -m training.evaluate --model models/classifier_7class.h5 --data DIR [DIR ...] \
+        --out reports/c7 [--split val] [--external DIR ...] [--update-card]
+
+--split val keeps each folder's validation split as the card records it (by lesion).
+--external folders (another clinic's labelled images, e.g. ../shared/data/derm7pt) are
+evaluated whole through the serving pipeline, at the card's referral threshold: melanoma-
+vs-nevus AUC, melanoma sensitivity and nevi flagged, balanced accuracy over the classes
+present, ECE and the plots. With --update-card and --split val --pipeline serving, the
+referral threshold is (re)chosen on the pooled validation images before the external
+folders are scored at it.
 
 Classifier plots: ROC per class with AUC, confusion matrix, reliability diagram.
 Segmenter plots: Jaccard histogram.
@@ -21,6 +29,9 @@ if str(ROOT) not in sys.path:
 from skinlesion.imageio import load_image  # noqa: E402
 from skinlesion.inputs import load_mask  # noqa: E402
 from skinlesion.preprocess import preprocess  # noqa: E402
+
+# The referral threshold is set where it flags this share of validation melanomas.
+REFERRAL_SENSITIVITY = 0.90
 
 
 def jaccard(true_mask, predicted_mask):
@@ -64,6 +75,7 @@ def evaluate_segmenter(model, samples, steps, input_shape):
 
 def classification_metrics(labels, probabilities, classes):
     """Balanced accuracy, per-class recall and one-vs-rest AUC, confusion matrix."""
+    import warnings
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
     labels = np.asarray(labels)
     predicted = probabilities.argmax(1)
@@ -74,10 +86,13 @@ def classification_metrics(labels, probabilities, classes):
             recall[code] = round(float((predicted[positives] == index).mean()), 4)
         if positives.any() and (~positives).any():
             auc[code] = round(float(roc_auc_score(positives, probabilities[:, index])), 4)
+    with warnings.catch_warnings():  # another clinic may lack classes the model predicts
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        balanced_accuracy = balanced_accuracy_score(labels, predicted)  # over classes present
     metrics = {
         "images": int(len(labels)),
         "class_counts": {code: int((labels == i).sum()) for i, code in enumerate(classes)},
-        "balanced_accuracy": round(float(balanced_accuracy_score(labels, predicted)), 4),
+        "balanced_accuracy": round(float(balanced_accuracy), 4),
         "accuracy": round(float((predicted == labels).mean()), 4),
         "macro_auc_ovr": round(float(np.mean(list(auc.values()))), 4) if auc else None,
         "recall": recall,
@@ -89,6 +104,53 @@ def classification_metrics(labels, probabilities, classes):
     if "mel" in classes:
         metrics["melanoma_recall"] = recall.get("mel")
     return metrics
+
+
+def malignant_scores(probabilities, classes):
+    from skinlesion.classes import MALIGNANT
+    return probabilities[:, [i for i, c in enumerate(classes) if c in MALIGNANT]].sum(1)
+
+
+def referral_figures(labels, probabilities, classes, threshold):
+    """What the referral flag (P(malignant) >= threshold) does on labelled images."""
+    from skinlesion.classes import MALIGNANT
+    labels = np.asarray(labels)
+    flagged = malignant_scores(probabilities, classes) >= threshold
+    is_malignant = np.isin(labels, [classes.index(c) for c in classes if c in MALIGNANT])
+
+    def share(selected):
+        return round(float(flagged[selected].mean()), 4) if selected.any() else None
+    figures = {"malignant_probability": round(float(threshold), 4),
+               "malignant_sensitivity": share(is_malignant),
+               "benign_flagged_share": share(~is_malignant)}
+    for code, key in (("mel", "melanoma_sensitivity"), ("nv", "nevi_flagged_share")):
+        if code in classes:
+            figures[key] = share(labels == classes.index(code))
+    return figures
+
+
+def referral_threshold(labels, probabilities, classes, sensitivity):
+    """Lowest-false-alarm threshold on P(malignant) that still flags `sensitivity` of melanomas."""
+    melanoma = np.asarray(labels) == classes.index("mel")
+    scores = np.sort(malignant_scores(probabilities, classes)[melanoma])
+    if scores.size == 0:
+        return None
+    threshold = float(scores[int(np.floor((1 - sensitivity) * scores.size))])
+    return {"chosen_for_melanoma_sensitivity": sensitivity,
+            **referral_figures(labels, probabilities, classes, threshold)}
+
+
+def melanoma_vs_nevus_auc(labels, probabilities, classes):
+    """AUC of P(melanoma) for telling melanomas from nevi (the referral's hardest pair)."""
+    from sklearn.metrics import roc_auc_score
+    if not {"mel", "nv"} <= set(classes):
+        return None
+    labels = np.asarray(labels)
+    mel, nv = classes.index("mel"), classes.index("nv")
+    pair = (labels == mel) | (labels == nv)
+    if len(set(labels[pair])) < 2:
+        return None
+    return round(float(roc_auc_score(labels[pair] == mel, probabilities[pair, mel])), 4)
 
 
 # --- plots ----------------------------------------------------------------------------
@@ -188,49 +250,64 @@ def plot_jaccard_histogram(jaccards, path):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a .h5 model with its JSON card")
-    p.add_argument("--data", required=True, help="data folder (any layout read_dataset knows)")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="data folders (any layout read_dataset knows), pooled")
     p.add_argument("--out", required=True, help="folder for metrics.json and the plots")
     p.add_argument("--split", choices=["all", "val"], default="all",
-                   help="val: only the lesion-disjoint validation split recorded in the card")
+                   help="val: only the validation split recorded in the card (each folder by lesion)")
     p.add_argument("--pipeline", choices=["serving", "ground-truth"], default="serving",
                    help="classifier crops from the U-Net's mask (serving) or the true mask")
+    p.add_argument("--external", nargs="*", default=[],
+                   help="classifier: other clinics' labelled folders, evaluated whole (serving)")
     p.add_argument("--models", default=str(ROOT / "models"), help="folder with unet.h5 (serving)")
     p.add_argument("--update-card", action="store_true",
                    help="also record the metrics in the model's card (with --split val)")
     return p.parse_args(argv)
 
 
-def record_in_card(model_path, metrics, key):
-    """Add evaluation metrics to a model's card; the model file (and its sha256) is untouched."""
+def summary_of(metrics):
+    """Metrics as a card keeps them: the reliability bins reduced to the ECE."""
+    summary = {k: v for k, v in metrics.items() if k != "reliability"}
+    summary["expected_calibration_error"] = metrics.get("reliability", {}).get("expected_calibration_error")
+    return summary
+
+
+def record_in_card(model_path, metrics, key, referral=None, external=None):
+    """Add evaluation results to a model's card; the model file (and its sha256) is untouched."""
     from skinlesion.models import card_path, read_card
     card = read_card(model_path)
-    summary = {k: v for k, v in metrics.items() if k not in ("reliability",)}
-    summary["expected_calibration_error"] = metrics.get("reliability", {}).get("expected_calibration_error")
-    card.setdefault("validation_metrics", {})[key] = summary
+    card.setdefault("validation_metrics", {})[key] = summary_of(metrics)
+    if referral is not None:
+        card["referral"] = referral
+    if external:
+        card["external_validation"] = {name: summary_of(m) for name, m in external.items()}
     card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
 
 
-def select(samples, card, split, classes=None):
-    """All samples, or the card's validation split (computed over all classes, as in training)."""
+def select(folders, card, split, classes=None):
+    """All samples of the folders, or each folder's validation split as in training."""
+    from skinlesion.datasets import read_dataset, split_by_group, split_sources
     if split == "all":
-        return [s for s in samples if classes is None or s.label in classes]
-    from skinlesion.datasets import split_by_group, split_for_task
+        return [s for folder in folders for s in read_dataset(folder)
+                if classes is None or s.label in classes]
     settings = card["split"]
     if classes is None:
-        return split_by_group(samples, settings["val_fraction"], settings["seed"])[1]
-    return split_for_task(samples, classes, settings["val_fraction"], settings["seed"])[1]
+        return [s for folder in folders for s in
+                split_by_group(read_dataset(folder), settings["val_fraction"], settings["seed"])[1]]
+    return split_sources(folders, classes, settings["val_fraction"], settings["seed"])[1]
 
 
-def classify_serving(card, model, samples, models_dir, task):
+def classify_serving(card, model, samples, models_dir):
     """Probabilities through the full serving path: U-Net mask -> crop -> classifier."""
     from skinlesion.classify import Classifier
+    from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
     from skinlesion.segment import Segmenter
     segmenter = Segmenter(*load_checked_model(Path(models_dir) / "unet.h5"))
     classifier = Classifier(model, card)
     rows = []
     for sample in samples:
-        image = load_image(sample.image)
+        image = load_sample_image(sample.image, sample.resize_to)
         segmentation = segmenter(preprocess(image, segmenter.steps))
         mask = segmentation.mask if segmentation.found else None
         rows.append(classifier.probabilities(classifier.input_for(preprocess(image, classifier.steps),
@@ -245,22 +322,18 @@ def classify_ground_truth(card, model, samples, batch_size=64):
     classifier = Classifier(model, card)
     rows = []
     for start in range(0, len(samples), batch_size):
-        inputs = [prepare_for_classifier(s.image, s.mask, classifier.steps, classifier.crop_mode, classifier.size)
+        inputs = [prepare_for_classifier(s.image, s.mask, classifier.steps, classifier.crop_mode,
+                                         classifier.size, s.resize_to)
                   for s in samples[start:start + batch_size]]
         rows.append(classifier.probabilities(np.stack(inputs)))
     return np.concatenate(rows)
 
 
-def evaluate_classifier_cli(args, model, card, out):
-    from skinlesion.datasets import read_dataset
-    classes = tuple(entry["code"] for entry in card["classes"])
-    samples = select(read_dataset(args.data), card, args.split, classes)
-    labels = np.array([classes.index(s.label) for s in samples])
-    if args.pipeline == "serving":
-        probabilities = classify_serving(card, model, samples, args.models, card["task"])
-    else:
-        probabilities = classify_ground_truth(card, model, samples)
+def classifier_report(labels, probabilities, classes, out):
+    """Metrics, calibration, melanoma-vs-nevus AUC and the three plots in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     metrics = classification_metrics(labels, probabilities, classes)
+    metrics["melanoma_vs_nevus_auc"] = melanoma_vs_nevus_auc(labels, probabilities, classes)
     metrics["reliability"] = calibration(labels, probabilities)
     plot_roc(labels, probabilities, classes, out / "roc.png")
     plot_confusion(labels, probabilities, classes, out / "confusion.png")
@@ -268,12 +341,48 @@ def evaluate_classifier_cli(args, model, card, out):
     return metrics
 
 
+def evaluate_classifier_cli(args, model, card, out):
+    """Returns (metrics, referral chosen here or None, {external source: metrics})."""
+    classes = tuple(entry["code"] for entry in card["classes"])
+    samples = select(args.data, card, args.split, classes)
+    labels = np.array([classes.index(s.label) for s in samples])
+    if args.pipeline == "serving":
+        probabilities = classify_serving(card, model, samples, args.models)
+    else:
+        probabilities = classify_ground_truth(card, model, samples)
+    metrics = classifier_report(labels, probabilities, classes, out)
+    sources = np.array([s.source for s in samples])
+    if len(set(sources)) > 1:
+        metrics["by_source"] = {source: summary_of(classification_metrics(
+            labels[sources == source], probabilities[sources == source], classes))
+            for source in dict.fromkeys(sources)}
+    referral = None
+    if args.update_card and args.split == "val" and args.pipeline == "serving" and "mel" in classes:
+        referral = referral_threshold(labels, probabilities, classes, REFERRAL_SENSITIVITY)
+        referral["chosen_on"] = (f"serving-pipeline validation images pooled from "
+                                 f"{', '.join(dict.fromkeys(sources))} ({len(samples)} images)")
+    threshold = (referral or card.get("referral") or {}).get("malignant_probability")
+    external = {}
+    for folder in args.external:
+        from skinlesion.datasets import read_dataset
+        found = read_dataset(folder, classes=classes)
+        found_labels = np.array([classes.index(s.label) for s in found])
+        found_probabilities = classify_serving(card, model, found, args.models)
+        name = found[0].source
+        report = classifier_report(found_labels, found_probabilities, classes, out / "external" / name)
+        report["referral"] = (referral_figures(found_labels, found_probabilities, classes, threshold)
+                              if threshold is not None else None)
+        report.update(data=str(folder), pipeline="serving", split="all")
+        external[name] = report
+    return metrics, referral, external
+
+
 def evaluate_segmenter_cli(args, model, card, out):
-    from skinlesion.datasets import read_dataset
-    samples = [s for s in read_dataset(args.data) if s.mask is not None]
+    samples = [s for s in select(args.data, card, "all") if s.mask is not None]
     if not samples:
         raise SystemExit(f"{args.data}: no images with lesion masks to evaluate a segmenter on.")
-    samples = select(samples, card, args.split)
+    samples = select(args.data, card, args.split) if args.split == "val" else samples
+    samples = [s for s in samples if s.mask is not None]
     shape = (card["input_size"]["height"], card["input_size"]["width"])
     jaccards = segment_jaccards(model, samples, tuple(card["preprocessing"]), shape)
     plot_jaccard_histogram(jaccards, out / "jaccard_histogram.png")
@@ -287,21 +396,30 @@ def main(argv=None):
         model, card = load_checked_model(args.model)
     except ModelFileError as error:
         raise SystemExit(f"error: {error}") from None
+    if args.update_card and args.split != "val":
+        raise SystemExit("--update-card records validation metrics: use it with --split val.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    referral, external = None, {}
     if card["task"] == "segmentation":
         metrics = evaluate_segmenter_cli(args, model, card, out)
     else:
-        metrics = evaluate_classifier_cli(args, model, card, out)
-    metrics.update(model=str(args.model), data=str(args.data), split=args.split,
+        metrics, referral, external = evaluate_classifier_cli(args, model, card, out)
+    metrics.update(model=str(args.model), data=[str(d) for d in args.data], split=args.split,
                    pipeline=args.pipeline if card["task"] != "segmentation" else None)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if args.update_card:
-        if args.split != "val":
-            raise SystemExit("--update-card records validation metrics: use it with --split val.")
         key = "segmentation" if card["task"] == "segmentation" else f"{args.pipeline.replace('-', '_')}_pipeline"
-        record_in_card(args.model, metrics, key)
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}, indent=1))
+        record_in_card(args.model, metrics, key, referral, external)
+    if referral is not None:
+        metrics["referral"] = referral
+    if external:
+        metrics["external_validation"] = external
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    shown = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+    for name, report in external.items():
+        shown[name] = {k: report[k] for k in ("balanced_accuracy", "melanoma_vs_nevus_auc")}
+        shown[name].update(report["referral"] or {})
+    print(json.dumps(shown, indent=1))
     return metrics
 
 

@@ -1,7 +1,12 @@
 """Train a lesion classifier (MobileNetV2 or a plain Conv2D baseline) on lesion crops.
 
     python -m training.train_classifier --task 7class --arch mobilenetv2 \
-        --init ../shared/weights/dog_breed_mobilenetv2.h5 --data ../shared/data/ham10000
+        --init ../shared/weights/dog_breed_mobilenetv2.h5 \
+        --data ../shared/data/ham10000 ../shared/data/isic2017 --augment other_clinic
+
+Several data folders train one model: each is split on its own (by lesion where it
+knows lesions), validation is their pooled validation splits, and each source's share
+of a class can be evened out (--source-balance).
 
 The classifier sees the region the crop mode selects, cut with the lesion mask (the
 ground-truth mask in training, the U-Net's at serving). Checkpoints every epoch in
@@ -9,6 +14,7 @@ ground-truth mask in training, the U-Net's at serving). Checkpoints every epoch 
 """
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +23,7 @@ from training.common import (RunState, cached_arrays, class_weights, configure_t
                              cosine_schedule, distribution_strategy, epoch_callback)
 
 # --- settings (each one is also a flag) -----------------------------------------------
-DATA = "../shared/data/ham10000"
+DATA = ["../shared/data/ham10000"]
 TASK = "7class"
 ARCH = "mobilenetv2"
 INIT = "none"
@@ -34,10 +40,11 @@ WEIGHT_DECAY = 1e-4
 EMA_MOMENTUM = 0.995  # weight averaging over ~200 steps; the average is evaluated and shipped
 PATIENCE = 7
 CLASS_WEIGHT_POWER = 1.0  # 1: fully inverse-frequency; 0.5: square root
+SOURCE_BALANCE = 0.5  # within a class, weight each source by (its share)^-power: 0 off, 1 equal
+AUGMENT = "basic"  # basic | other_clinic (training/augment.py)
 LABEL_SMOOTHING = 0.05
 VAL_FRACTION = 0.15
 SEED = 42
-MELANOMA_SENSITIVITY = 0.90  # the referral threshold is set to reach this on validation
 CACHE_DIR = "runs/cache"
 BATCHNORM_MOMENTUM = 0.9
 TEST_TIME_AUGMENTATION = "flip4"  # views averaged at validation and serving (classify.py)
@@ -45,7 +52,7 @@ TEST_TIME_AUGMENTATION = "flip4"  # views averaged at validation and serving (cl
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=DATA)
+    p.add_argument("--data", nargs="+", default=DATA, help="one or more data folders")
     p.add_argument("--task", default=TASK, choices=["7class", "3class"])
     p.add_argument("--arch", default=ARCH, choices=["mobilenetv2", "sequential"])
     p.add_argument("--init", default=INIT, help="imagenet | none | PATH to a Keras model")
@@ -63,6 +70,10 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=EMA_MOMENTUM,
                    help="momentum of the moving average of the weights (0: none)")
     p.add_argument("--class-weight-power", type=float, default=CLASS_WEIGHT_POWER)
+    p.add_argument("--source-balance", type=float, default=SOURCE_BALANCE,
+                   help="within each class, weight sources by their share to this power (0: off)")
+    p.add_argument("--augment", default=AUGMENT, choices=["basic", "other_clinic"])
+    p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--out", default=None, help="default models/classifier_<task>.h5")
@@ -82,42 +93,80 @@ def parse_args(argv=None):
     return args
 
 
-def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None):
+def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None,
+                  recipe="basic", crop_mode="masked"):
+    """Batches of (image, one-hot[, weight]); training batches shuffled and augmented."""
     import tensorflow as tf
-    from training.augment import color_jitter, flips, geometry_layers
+    from training import augment
     targets = np.eye(num_classes, dtype=np.float32)[labels]
     if not training:
         data = tf.data.Dataset.from_tensor_slices((images, targets))
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
-    sample_weights = np.array([weights[int(label)] for label in labels], np.float32)
-    geometry = geometry_layers(rotation=0.5, zoom=0.15)
+    data = tf.data.Dataset.from_tensor_slices((images, targets, np.asarray(weights, np.float32)))
+    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if recipe == "other_clinic":  # one random camera per image, then batches
+        # Masked crops are flat skin colour at their borders: extend it ("nearest") rather
+        # than mirror the lesion into the corners when zooming out.
+        geometry = augment.other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
+        data = data.map(lambda x, y, w: (augment.other_clinic(tf.cast(x, tf.float32), geometry), y, w),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
 
-    def augment(image, target, weight):
-        image = geometry(flips(tf.cast(image, tf.float32), square=True), training=True)
-        return color_jitter(image), target, weight
+    def basic(image, target, weight):
+        image = geometry(augment.flips(tf.cast(image, tf.float32), square=True), training=True)
+        return augment.color_jitter(image), target, weight
 
-    data = tf.data.Dataset.from_tensor_slices((images, targets, sample_weights))
-    return (data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size, drop_remainder=True)
-            .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return (data.batch(batch_size, drop_remainder=True)
+            .map(basic, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def source_counts(samples, classes):
+    """{source: {class: count}} in first-seen source order."""
+    counts = {}
+    for sample in samples:
+        counts.setdefault(sample.source, Counter())[sample.label] += 1
+    return {source: {c: counter[c] for c in classes if counter[c]} for source, counter in counts.items()}
+
+
+def sample_weights(samples, labels, num_classes, class_power, source_power):
+    """Per-image loss weights: inverse class frequency, then, within each class, each
+    source weighted by its share^-source_power (the class's total weight unchanged), so
+    that one clinic's many nevi do not teach the model that nevi look like that clinic's."""
+    per_class = class_weights(labels, num_classes, class_power)
+    weights = np.array([per_class[int(label)] for label in labels], np.float64)
+    sources = np.array([s.source for s in samples])
+    for label in range(num_classes):
+        in_class = labels == label
+        names, counts = np.unique(sources[in_class], return_counts=True)
+        if source_power <= 0 or len(names) < 2:
+            continue
+        factors = (counts / counts.sum()) ** -source_power
+        factors *= counts.sum() / (factors * counts).sum()
+        for name, factor in zip(names, factors):
+            weights[in_class & (sources == name)] *= factor
+    return weights, per_class
 
 
 def segmenter_masks(samples, unet_path, folder):
     """The U-Net's mask of every sample, written once as a PNG (None where it found no
     lesion: serving then classifies the whole image, and so does training)."""
-    from skinlesion.imageio import load_image, save_mask_png
+    from skinlesion.imageio import save_mask_png
+    from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
     from skinlesion.preprocess import preprocess
     from skinlesion.segment import Segmenter
     segmenter = Segmenter(*load_checked_model(unet_path))
     folder = Path(folder) / f"unet-masks-{segmenter.card['sha256'][:12]}"
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for number, sample in enumerate(samples, 1):
-        path, empty = folder / f"{sample.image.stem}.png", folder / f"{sample.image.stem}.none"
+        stem = Path(sample.source or "") / sample.image.stem
+        path, empty = folder / f"{stem}.png", folder / f"{stem}.none"
         if not path.is_file() and not empty.is_file():
-            segmentation = segmenter(preprocess(load_image(sample.image), segmenter.steps))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image = load_sample_image(sample.image, sample.resize_to)
+            segmentation = segmenter(preprocess(image, segmenter.steps))
             if segmentation.found:
                 save_mask_png(segmentation.mask, path)
             else:
@@ -129,33 +178,14 @@ def segmenter_masks(samples, unet_path, folder):
 
 
 def training_masks(samples, source, unet_path, folder, seed):
-    """The mask that cuts each training crop, by --train-masks."""
-    truth = [s.mask for s in samples]
-    if source == "truth":
-        return truth
-    predicted = segmenter_masks(samples, unet_path, folder)
-    if source == "unet":
-        return predicted
-    use_predicted = np.random.default_rng(seed).random(len(samples)) < 0.5
-    return [p if chosen else t for p, t, chosen in zip(predicted, truth, use_predicted)]
-
-
-def referral_threshold(labels, probabilities, classes, sensitivity):
-    """Lowest-false-alarm threshold on P(malignant) that still flags `sensitivity` of melanomas."""
-    from skinlesion.classes import MALIGNANT
-    malignant = probabilities[:, [i for i, c in enumerate(classes) if c in MALIGNANT]].sum(1)
-    melanoma = np.asarray(labels) == classes.index("mel")
-    scores = np.sort(malignant[melanoma])
-    if scores.size == 0:
-        return None
-    threshold = float(scores[int(np.floor((1 - sensitivity) * scores.size))])
-    flagged = malignant >= threshold
-    is_malignant = np.isin(np.asarray(labels), [classes.index(c) for c in classes if c in MALIGNANT])
-    return {"malignant_probability": round(threshold, 4),
-            "chosen_for_melanoma_sensitivity": sensitivity,
-            "melanoma_sensitivity": round(float(flagged[melanoma].mean()), 4),
-            "malignant_sensitivity": round(float(flagged[is_malignant].mean()), 4),
-            "benign_flagged_share": round(float(flagged[~is_malignant].mean()), 4)}
+    """The mask that cuts each crop, by --train-masks: the true mask, the U-Net's (as at
+    serving), or either at random. An image with no true mask always gets the U-Net's."""
+    draw = np.random.default_rng(seed).random(len(samples)) < 0.5
+    use_unet = [s.mask is None or source == "unet" or (source == "mixed" and chosen)
+                for s, chosen in zip(samples, draw)]
+    chosen = [s for s, unet in zip(samples, use_unet) if unet]
+    predicted = iter(segmenter_masks(chosen, unet_path, folder) if chosen else [])
+    return [next(predicted) if unet else s.mask for s, unet in zip(samples, use_unet)]
 
 
 def main(argv=None):
@@ -163,36 +193,40 @@ def main(argv=None):
     configure_threads(args.threads)
     import keras
     from skinlesion.classes import DISPLAY_NAMES, task_classes
-    from skinlesion.datasets import read_dataset, split_for_task
+    from skinlesion.datasets import citation, split_sources
     from skinlesion.inputs import prepare_for_classifier
     from skinlesion.models import (build_classifier, freeze_through, initialise_backbone,
                                    set_batchnorm_momentum, sha256_of, write_card)
     from skinlesion.preprocess import parse_steps
-    from training.evaluate import classification_metrics
+    from training.augment import RECIPE_DESCRIPTIONS
+    from training.evaluate import (REFERRAL_SENSITIVITY, classification_metrics,
+                                   referral_threshold)
 
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     classes = task_classes(args.task)
     steps = parse_steps(args.steps)
-    samples = read_dataset(args.data)
-    if args.limit:
-        samples = samples[: args.limit]
-    train, val = split_for_task(samples, classes, args.val_fraction, args.seed)
-    print(f"{args.task}: {len(train)} train / {len(val)} val images (split by lesion, seed "
-          f"{args.seed}); crop {args.crop_mode}, steps {list(steps) or 'none'}", flush=True)
+    train, val = split_sources(args.data, classes, args.val_fraction, args.seed, args.limit)
+    print(f"{args.task}: {len(train)} train / {len(val)} val images from "
+          f"{source_counts(train, classes)} (each source split by lesion, seed {args.seed}); "
+          f"crop {args.crop_mode}, steps {list(steps) or 'none'}, augment {args.augment}", flush=True)
 
     def arrays(subset, masks, name):
-        jobs = [(s.image, mask, steps, args.crop_mode, args.input_size) for s, mask in zip(subset, masks)]
+        jobs = [(s.image, mask, steps, args.crop_mode, args.input_size, s.resize_to)
+                for s, mask in zip(subset, masks)]
         return cached_arrays(name, prepare_for_classifier, jobs, args.cache_dir, args.workers)[0]
 
-    train_masks = training_masks(train, args.train_masks, args.unet, args.cache_dir, args.seed)
-    train_x = arrays(train, train_masks, "clf-train")
-    val_x = arrays(val, [s.mask for s in val], "clf-val")
+    # Validation crops: the true mask where a source has one, else the U-Net's (as at serving).
+    train_x = arrays(train, training_masks(train, args.train_masks, args.unet, args.cache_dir,
+                                           args.seed), "clf-train")
+    val_x = arrays(val, training_masks(val, "truth", args.unet, args.cache_dir, args.seed), "clf-val")
     train_y = np.array([classes.index(s.label) for s in train])
     val_y = np.array([classes.index(s.label) for s in val])
-    weights = class_weights(train_y, len(classes), args.class_weight_power)
-    print("class weights:", {classes[i]: round(w, 2) for i, w in weights.items()}, flush=True)
+    weights, per_class = sample_weights(train, train_y, len(classes), args.class_weight_power,
+                                        args.source_balance)
+    print("class weights:", {classes[i]: round(w, 2) for i, w in per_class.items()}, flush=True)
+    val_sources = np.array([s.source for s in val])
 
     run = RunState(args.run_dir)
     state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None,
@@ -211,18 +245,24 @@ def main(argv=None):
                 optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY,
                                                  use_ema=args.ema > 0,
                                                  ema_momentum=args.ema or 0.99),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
                 weighted_metrics=[])
 
     set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume
 
     def evaluate(current):
+        """Pooled validation (the monitored figure) and each source's balanced accuracy."""
         probabilities = current.predict(val_x.astype(np.float32), batch_size=64, verbose=0)
         metrics = classification_metrics(val_y, probabilities, classes)
         logs = {"val_balanced_accuracy": metrics["balanced_accuracy"],
                 "val_macro_auc": metrics["macro_auc_ovr"] or 0.0}
         if "mel" in classes:
             logs["val_mel_recall"] = metrics["recall"].get("mel", 0.0)
+        for source in dict.fromkeys(val_sources):
+            if len(args.data) > 1:
+                inside = val_sources == source
+                logs[f"val_{source}_balanced_accuracy"] = classification_metrics(
+                    val_y[inside], probabilities[inside], classes)["balanced_accuracy"]
         return logs
 
     callbacks = [keras.callbacks.SwapEMAWeights()] if args.ema > 0 else []  # val_loss too
@@ -233,7 +273,8 @@ def main(argv=None):
     ]
     started = time.time()
     if state["epoch"] < args.epochs:
-        model.fit(make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.seed, weights),
+        model.fit(make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.seed,
+                                weights, args.augment, args.crop_mode),
                   validation_data=make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
                   epochs=args.epochs, initial_epoch=state["epoch"], callbacks=callbacks, verbose=2)
     train_minutes = (time.time() - started) / 60
@@ -251,6 +292,10 @@ def main(argv=None):
     probabilities = tta_probabilities(lambda x: best.predict(x, batch_size=64, verbose=0), val_x,
                                       TEST_TIME_AUGMENTATION)
     metrics = classification_metrics(val_y, probabilities, classes)
+    by_source = {source: classification_metrics(val_y[val_sources == source],
+                                                probabilities[val_sources == source], classes)
+                 for source in dict.fromkeys(val_sources)}
+    train_counts, val_counts = source_counts(train, classes), source_counts(val, classes)
     card = {
         "task": f"classification-{args.task}",
         "name": f"{args.arch} lesion classifier, {len(classes)} classes",
@@ -263,28 +308,36 @@ def main(argv=None):
         "preprocessing": list(steps),
         "crop_mode": args.crop_mode,
         "training_masks": {"truth": "ground-truth masks", "unet": "the U-Net's masks (as at serving)",
-                           "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks],
-        "training_masks_unet_sha256": None if args.train_masks == "truth" else sha256_of(args.unet),
+                           "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks]
+        + (" (the U-Net's where a source has no masks)" if any(s.mask is None for s in train) else ""),
+        "training_masks_unet_sha256": (sha256_of(args.unet) if args.train_masks != "truth"
+                                       or any(s.mask is None for s in train + val) else None),
         "test_time_augmentation": TEST_TIME_AUGMENTATION,
-        "data": {"source": str(args.data), "train_images": len(train), "val_images": len(val),
-                 "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)},
-                 "dataset": "HAM10000 (Tschandl et al. 2018), CC BY-NC 4.0"},
-        "split": {"method": "by lesion_id, stratified by class, over all classes, then the "
-                            "task's classes kept", "val_fraction": args.val_fraction, "seed": args.seed},
+        "data": {"sources": [{"name": source, "folder": str(folder), "dataset": citation(source),
+                              "train_class_counts": train_counts.get(source, {}),
+                              "val_class_counts": val_counts.get(source, {})}
+                             for source, folder in zip(dict.fromkeys(s.source for s in train + val),
+                                                       args.data)],
+                 "train_images": len(train), "val_images": len(val),
+                 "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)}},
+        "split": {"method": "each source on its own: by lesion_id (image id where a source has no "
+                            "lesion ids), stratified by class, over all classes, then the task's "
+                            "classes kept; validation pools the sources' validation splits",
+                  "val_fraction": args.val_fraction, "seed": args.seed},
         "init": args.init,
         "note": args.note or None,
-        "training": {"class_weights": {classes[i]: round(w, 3) for i, w in weights.items()},
-                     "label_smoothing": LABEL_SMOOTHING, "batch_size": args.batch_size,
+        "training": {"class_weights": {classes[i]: round(w, 3) for i, w in per_class.items()},
+                     "source_balance_power": args.source_balance,
+                     "label_smoothing": args.label_smoothing, "batch_size": args.batch_size,
                      "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
                      "weight_average_momentum": args.ema or None,
-                     "augmentation": "flips, rot90, rotation, zoom, brightness/contrast/"
-                                     "saturation/hue"},
+                     "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"},
         "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
         "training_minutes_this_run": round(train_minutes, 1),
         "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
         "history": state["history"],
-        "validation_metrics": {"ground_truth_mask_crops": metrics},
-        "referral": referral_threshold(val_y, probabilities, classes, MELANOMA_SENSITIVITY)
+        "validation_metrics": {"ground_truth_mask_crops": metrics, "by_source": by_source},
+        "referral": referral_threshold(val_y, probabilities, classes, REFERRAL_SENSITIVITY)
         if "mel" in classes else None,
     }
     write_card(args.out, card)
