@@ -39,6 +39,7 @@ class Analysis:
     prediction: str
     malignant_probability: float
     referral_threshold: float | None
+    referral_basis: dict | None  # where the threshold was chosen and what it did elsewhere
     suspicious: bool
     low_confidence: bool
     measurements: dict | None
@@ -77,7 +78,8 @@ class Analysis:
         return {"task": self.task, "prediction": self.prediction,
                 "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
                 "malignant_probability": round(self.malignant_probability, 6),
-                "referral_threshold": self.referral_threshold, "suspicious": self.suspicious,
+                "referral_threshold": self.referral_threshold, "referral_basis": self.referral_basis,
+                "suspicious": self.suspicious,
                 "low_confidence": self.low_confidence,
                 "lesion": {"found": self.lesion_found, "message": self.lesion_message,
                            "area_fraction": round(float(self.mask.mean()), 6),
@@ -163,6 +165,7 @@ class Analyzer:
             probabilities={code: float(p) for code, p in zip(codes, probabilities)},
             ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],
             malignant_probability=malignant, referral_threshold=threshold,
+            referral_basis=classifier.referral,
             suspicious=threshold is not None and malignant >= threshold,
             low_confidence=low_confidence,
             measurements=measure_lesion(image, segmentation.mask) if segmentation.found else None,

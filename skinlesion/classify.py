@@ -30,6 +30,28 @@ def tta_probabilities(predict, inputs, mode):
     return probabilities.reshape(len(views) // len(inputs), len(inputs), -1).mean(0)
 
 
+def referral_basis(card):
+    """The referral threshold and what it did where it was measured, from the card: on the
+    validation images it was chosen on, and on each external (other-clinic) set."""
+    referral = card.get("referral") or {}
+    if referral.get("malignant_probability") is None:
+        return None
+    external = []
+    for source, metrics in (card.get("external_validation") or {}).items():
+        figures = metrics.get("referral") or {}
+        counts = metrics.get("class_counts") or {}
+        if figures.get("melanoma_sensitivity") is not None:
+            external.append({"source": source, "melanomas": counts.get("mel"), "nevi": counts.get("nv"),
+                             "melanoma_sensitivity": figures["melanoma_sensitivity"],
+                             "nevi_flagged_share": figures.get("nevi_flagged_share")})
+    return {"malignant_probability": referral["malignant_probability"],
+            "chosen_for_melanoma_sensitivity": referral.get("chosen_for_melanoma_sensitivity"),
+            "chosen_on": referral.get("chosen_on", "the validation split"),
+            "validation_melanoma_sensitivity": referral.get("melanoma_sensitivity"),
+            "validation_nevi_flagged_share": referral.get("nevi_flagged_share"),
+            "external": external}
+
+
 class Classifier:
     """Wraps a flat functional classifier; compiled forward and explain functions, built once."""
 
@@ -43,8 +65,8 @@ class Classifier:
         self.crop_mode = card.get("crop_mode", "crop")
         self.steps = tuple(card.get("preprocessing", ()))
         self.tta = card.get("test_time_augmentation", "none")
-        referral = card.get("referral") or {}
-        self.referral_threshold = referral.get("malignant_probability")
+        self.referral = referral_basis(card)
+        self.referral_threshold = self.referral["malignant_probability"] if self.referral else None
         self.explainer = Explainer(model)
         self._forward = tf.function(
             lambda x: model(x, training=False),

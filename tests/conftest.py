@@ -56,7 +56,12 @@ def tiny_models(tmp_path_factory):
                           "version": "test", "input_size": {"height": 64, "width": 64},
                           "classes": [{"code": c, "name": DISPLAY_NAMES[c]} for c in classes],
                           "preprocessing": ["color_constancy"], "crop_mode": "crop",
-                          "referral": {"malignant_probability": 0.5}})
+                          "referral": {"malignant_probability": 0.5, "melanoma_sensitivity": 0.9,
+                                       "chosen_for_melanoma_sensitivity": 0.9,
+                                       "chosen_on": "tiny validation images"},
+                          "external_validation": {"otherclinic": {
+                              "class_counts": {"mel": 20, "nv": 40},
+                              "referral": {"melanoma_sensitivity": 0.85, "nevi_flagged_share": 0.4}}}})
     return folder
 
 

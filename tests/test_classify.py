@@ -31,3 +31,17 @@ def test_classifier_with_flip4_matches_manual_average(tiny_models):
     manual = np.mean([model(v, training=False).numpy() for v in (x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1])], 0)
     np.testing.assert_allclose(classifier.probabilities(x), manual, atol=1e-5)
     assert classifier.probabilities(x).sum(1) == pytest.approx([1.0, 1.0], abs=1e-5)
+
+
+def test_referral_basis_reads_the_card():
+    from skinlesion.classify import referral_basis
+    card = {"referral": {"malignant_probability": 0.3, "melanoma_sensitivity": 0.91,
+                         "chosen_for_melanoma_sensitivity": 0.9, "chosen_on": "pooled validation"},
+            "external_validation": {"derm7pt": {"class_counts": {"mel": 251, "nv": 575},
+                                                "referral": {"melanoma_sensitivity": 0.87,
+                                                             "nevi_flagged_share": 0.45}}}}
+    basis = referral_basis(card)
+    assert basis["malignant_probability"] == 0.3 and basis["chosen_on"] == "pooled validation"
+    assert basis["external"] == [{"source": "derm7pt", "melanomas": 251, "nevi": 575,
+                                  "melanoma_sensitivity": 0.87, "nevi_flagged_share": 0.45}]
+    assert referral_basis({"referral": None}) is None

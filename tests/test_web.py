@@ -111,6 +111,10 @@ def test_upload_page_and_result_page(client):
     html = result.data.decode()
     assert result.status_code == 200 and "Not a diagnostic device" in html
     assert "Probabilities" in html and "Melanoma" in html and "Grad-CAM" in html
+    # The flag's explanation says what it caught at another clinic (from the card).
+    basis = html[html.index('id="referral-basis"'):].split("</p>")[0]
+    assert "tiny validation images" in basis and "otherclinic" in basis
+    assert "<strong>85%</strong> of melanomas" in basis and "40% of nevi" in basis
 
 
 def test_upload_page_errors_keep_the_form(client):

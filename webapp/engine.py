@@ -47,7 +47,7 @@ class Engine:
             "malignant_probability": result.malignant_probability,
             "suspicious": int(result.suspicious), "low_confidence": int(result.low_confidence),
             "lesion": summary["lesion"], "models": summary["models"], "files": files,
-            "summary": {key: summary[key] for key in ("referral_threshold", "warnings",
+            "summary": {key: summary[key] for key in ("referral_threshold", "referral_basis", "warnings",
                                                       "gradcam_empty", "image_size")}
             | {"ranked": result.ranked},
             "original_name": (original_name or "")[:200], "image_sha256": hashlib.sha256(data).hexdigest(),
