@@ -177,3 +177,17 @@ def test_referral_figures_count_flagged_melanomas_and_nevi():
     assert melanoma_vs_nevus_auc(labels, probabilities, classes) == pytest.approx(13 / 16)  # 13 of 16 pairs ranked right
     chosen = referral_threshold(labels, probabilities, classes, 0.75)
     assert chosen["malignant_probability"] == 0.6 and chosen["melanoma_sensitivity"] == 0.75
+
+
+def test_label_set_loss_ignores_classes_a_source_does_not_have():
+    import keras
+    from training.common import label_set_crossentropy
+    loss = label_set_crossentropy()(label_smoothing=0.0)
+    probabilities = np.array([[0.5, 0.3, 0.2]], np.float32)
+    one_hot = np.array([[0.0, 1.0, 0.0]], np.float32)
+    every = np.concatenate([one_hot, np.ones((1, 3), np.float32)], 1)
+    plain = keras.losses.CategoricalCrossentropy()(one_hot, probabilities)
+    assert float(loss(every, probabilities)) == pytest.approx(float(plain), rel=1e-5)
+    # Class 0 is absent from this source: its probability neither helps nor hurts.
+    only_two = np.concatenate([one_hot, np.array([[0.0, 1.0, 1.0]], np.float32)], 1)
+    assert float(loss(only_two, probabilities)) == pytest.approx(-np.log(0.3 / 0.5), rel=1e-5)

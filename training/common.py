@@ -144,3 +144,35 @@ def cosine_schedule(base_lr, total_epochs, warmup=1, floor=0.02):
         progress = (epoch - warmup) / max(1, total_epochs - warmup)
         return base_lr * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * progress)))
     return rate
+
+
+def label_set_crossentropy():
+    """A Keras loss: cross-entropy over the classes a sample's source can have.
+
+    y_true holds [one-hot | allowed-classes mask]. A data set that has only some classes
+    (ISIC 2017: mel, nv, bkl) then teaches which of those its image is, never that an image
+    that looks like it cannot be a basal cell carcinoma: the softmax is renormalised over
+    the allowed classes before the log. With every class allowed it is the usual loss.
+    """
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable("skinlesion")
+    class LabelSetCrossentropy(keras.losses.Loss):
+        def __init__(self, label_smoothing=0.0, name="label_set_crossentropy", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.label_smoothing = float(label_smoothing)
+
+        def call(self, y_true, y_pred):
+            classes = ops.shape(y_pred)[-1]
+            target, allowed = y_true[:, :classes], y_true[:, classes:]
+            kept = y_pred * allowed
+            kept = kept / ops.maximum(ops.sum(kept, axis=-1, keepdims=True), 1e-7)
+            spread = allowed / ops.sum(allowed, axis=-1, keepdims=True)
+            target = target * (1.0 - self.label_smoothing) + self.label_smoothing * spread
+            return -ops.sum(target * ops.log(ops.clip(kept, 1e-7, 1.0)), axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+    return LabelSetCrossentropy

@@ -329,6 +329,16 @@ def classify_ground_truth(card, model, samples, batch_size=64):
     return np.concatenate(rows)
 
 
+def write_probabilities(samples, probabilities, classes, path):
+    """Per-image probabilities (for ensembles and error analysis without re-running)."""
+    import csv
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "source", "label"] + [f"p_{code}" for code in classes])
+        for sample, row in zip(samples, probabilities):
+            writer.writerow([sample.image.stem, sample.source, sample.label] + [f"{p:.6f}" for p in row])
+
+
 def classifier_report(labels, probabilities, classes, out):
     """Metrics, calibration, melanoma-vs-nevus AUC and the three plots in `out`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -351,6 +361,7 @@ def evaluate_classifier_cli(args, model, card, out):
     else:
         probabilities = classify_ground_truth(card, model, samples)
     metrics = classifier_report(labels, probabilities, classes, out)
+    write_probabilities(samples, probabilities, classes, out / "probabilities.csv")
     sources = np.array([s.source for s in samples])
     if len(set(sources)) > 1:
         metrics["by_source"] = {source: summary_of(classification_metrics(
@@ -370,6 +381,7 @@ def evaluate_classifier_cli(args, model, card, out):
         found_probabilities = classify_serving(card, model, found, args.models)
         name = found[0].source
         report = classifier_report(found_labels, found_probabilities, classes, out / "external" / name)
+        write_probabilities(found, found_probabilities, classes, out / "external" / name / "probabilities.csv")
         report["referral"] = (referral_figures(found_labels, found_probabilities, classes, threshold)
                               if threshold is not None else None)
         report.update(data=str(folder), pipeline="serving", split="all")

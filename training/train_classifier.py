@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from training.common import (RunState, cached_arrays, class_weights, configure_threads,
-                             cosine_schedule, distribution_strategy, epoch_callback)
+                             cosine_schedule, distribution_strategy, epoch_callback,
+                             label_set_crossentropy)
 
 # --- settings (each one is also a flag) -----------------------------------------------
 DATA = ["../shared/data/ham10000"]
@@ -42,6 +43,7 @@ PATIENCE = 7
 CLASS_WEIGHT_POWER = 1.0  # 1: fully inverse-frequency; 0.5: square root
 SOURCE_BALANCE = 0.5  # within a class, weight each source by (its share)^-power: 0 off, 1 equal
 AUGMENT = "basic"  # basic | other_clinic (training/augment.py)
+LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 VAL_FRACTION = 0.15
 SEED = 42
@@ -74,6 +76,8 @@ def parse_args(argv=None):
                    help="within each class, weight sources by their share to this power (0: off)")
     p.add_argument("--augment", default=AUGMENT, choices=["basic", "other_clinic"])
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
+    p.add_argument("--label-sets", default=LABEL_SETS, choices=["all", "source"],
+                   help="source: the loss of an image is taken over its source's classes only")
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--out", default=None, help="default models/classifier_<task>.h5")
@@ -94,11 +98,15 @@ def parse_args(argv=None):
 
 
 def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None,
-                  recipe="basic", crop_mode="masked"):
-    """Batches of (image, one-hot[, weight]); training batches shuffled and augmented."""
+                  recipe="basic", crop_mode="masked", allowed=None):
+    """Batches of (image, [one-hot | allowed classes][, weight]); training batches shuffled
+    and augmented. `allowed`: (N, classes) 0/1, the classes each image's source can have
+    (default: all)."""
     import tensorflow as tf
     from training import augment
-    targets = np.eye(num_classes, dtype=np.float32)[labels]
+    allowed = np.ones((len(labels), num_classes), np.float32) if allowed is None else allowed
+    targets = np.concatenate([np.eye(num_classes, dtype=np.float32)[labels],
+                              np.asarray(allowed, np.float32)], axis=1)
     if not training:
         data = tf.data.Dataset.from_tensor_slices((images, targets))
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
@@ -147,6 +155,16 @@ def sample_weights(samples, labels, num_classes, class_power, source_power):
         for name, factor in zip(names, factors):
             weights[in_class & (sources == name)] *= factor
     return weights, per_class
+
+
+def allowed_classes(samples, classes, label_sets):
+    """(N, classes) 0/1: every class ("all"), or the classes the image's source has ("source")."""
+    if label_sets == "all":
+        return np.ones((len(samples), len(classes)), np.float32)
+    present = {}
+    for sample in samples:
+        present.setdefault(sample.source, set()).add(sample.label)
+    return np.array([[c in present[s.source] for c in classes] for s in samples], np.float32)
 
 
 def segmenter_masks(samples, unet_path, folder):
@@ -228,6 +246,9 @@ def main(argv=None):
     print("class weights:", {classes[i]: round(w, 2) for i, w in per_class.items()}, flush=True)
     val_sources = np.array([s.source for s in val])
 
+    allowed = allowed_classes(train, classes, args.label_sets)
+    loss_class = label_set_crossentropy()  # registered before --resume loads a checkpoint
+
     run = RunState(args.run_dir)
     state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None,
                                             "history": []}
@@ -245,7 +266,7 @@ def main(argv=None):
                 optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY,
                                                  use_ema=args.ema > 0,
                                                  ema_momentum=args.ema or 0.99),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing),
+                loss=loss_class(label_smoothing=args.label_smoothing),
                 weighted_metrics=[])
 
     set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume
@@ -274,7 +295,7 @@ def main(argv=None):
     started = time.time()
     if state["epoch"] < args.epochs:
         model.fit(make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.seed,
-                                weights, args.augment, args.crop_mode),
+                                weights, args.augment, args.crop_mode, allowed),
                   validation_data=make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
                   epochs=args.epochs, initial_epoch=state["epoch"], callbacks=callbacks, verbose=2)
     train_minutes = (time.time() - started) / 60
@@ -328,6 +349,8 @@ def main(argv=None):
         "note": args.note or None,
         "training": {"class_weights": {classes[i]: round(w, 3) for i, w in per_class.items()},
                      "source_balance_power": args.source_balance,
+                     "loss": "cross-entropy" + (" over each source's own classes"
+                                                if args.label_sets == "source" else ""),
                      "label_smoothing": args.label_smoothing, "batch_size": args.batch_size,
                      "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
                      "weight_average_momentum": args.ema or None,
