@@ -17,10 +17,11 @@ PORT = int(os.environ.get("SKINLESION_PORT", "8083"))
 
 def main():
     import sys
+    from skinlesion.classify import CalibrationError
     from skinlesion.models import ModelFileError
     try:
         app = create_app()
-    except ModelFileError as error:
+    except (ModelFileError, CalibrationError) as error:
         sys.exit(f"Cannot start: {error}")
     print(f"Serving on http://{HOST}:{PORT}  (Ctrl+C to stop)", flush=True)
     app.run(host=HOST, port=PORT, debug=False, threaded=True)

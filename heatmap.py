@@ -32,10 +32,11 @@ def last_conv_layer(model):
 class Explainer:
     """Probabilities, Grad-CAM and saliency for one flat functional classifier."""
 
-    def __init__(self, model, smoothgrad_samples=2, smoothgrad_noise=0.1):
+    def __init__(self, model, smoothgrad_samples=2, smoothgrad_noise=0.1, temperature=1.0):
         import keras
         import tensorflow as tf
         self.model = model
+        self.temperature = float(temperature)  # calibration: probabilities = softmax(logits / T)
         size = model.input_shape[1:3]
         self.input_shape = (int(size[0]), int(size[1]))
         # Built once per model, never per request.
@@ -59,13 +60,16 @@ class Explainer:
         import tensorflow as tf
         with tf.GradientTape() as tape:
             features, logits = self._grad_model(views, training=False)
-            probabilities = tf.reduce_mean(tf.nn.softmax(logits), axis=0)
+            probabilities = tf.reduce_mean(tf.nn.softmax(logits / self.temperature), axis=0)
             index = tf.where(class_index < 0, tf.cast(tf.argmax(probabilities), tf.int32), class_index)
             target = logits[0, index]
         gradients = tape.gradient(target, features)[:1]
         weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
         cam = tf.nn.relu(tf.reduce_sum(features[:1] * weights[:, None, None, :], axis=-1))[0]
-        return probabilities, logits[0], cam, index
+        # The pooled features (the classifier head's input), averaged over the views: what
+        # the unusual-image score measures.
+        pooled = tf.reduce_mean(features, axis=(0, 1, 2))
+        return probabilities, logits, cam, index, pooled
 
     def _smoothgrad(self, image, class_index):
         import tensorflow as tf
@@ -83,7 +87,8 @@ class Explainer:
         """image: (H, W, 3) uint8 at the model's input size. views: optional (V, H, W, 3)
         batch starting with the image (test-time views); probabilities are their mean.
 
-        Returns a dict: probabilities, logits (of the image), class_index, gradcam and saliency maps
+        Returns a dict: probabilities, view_logits (V, classes), features (the pooled
+        features, averaged over the views), class_index, gradcam and saliency maps
         (float32 in [0, 1] at the input size), and gradcam_empty when the Grad-CAM had
         no positive evidence (the map is then all zero, not noise scaled up).
         """
@@ -91,9 +96,10 @@ class Explainer:
         batch = tf.constant(np.asarray(image, np.float32)[None])
         views = batch if views is None else tf.constant(np.asarray(views, np.float32))
         wanted = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        probabilities, logits, cam, index = self._cam(views, wanted)
+        probabilities, logits, cam, index, pooled = self._cam(views, wanted)
         cam = cam.numpy()
-        result = {"probabilities": probabilities.numpy(), "logits": logits.numpy(),
+        result = {"probabilities": probabilities.numpy(), "view_logits": logits.numpy(),
+                  "features": pooled.numpy(),
                   "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON)}
         result["gradcam"] = normalise(cv2.resize(cam, self.input_shape[::-1],
                                                  interpolation=cv2.INTER_LINEAR))

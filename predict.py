@@ -3,9 +3,11 @@
     python predict.py PATH [PATH ...] --out DIR [--task 7class|3class]
 
 PATH: image files or folders of images (searched recursively). Writes
-DIR/predictions.csv (image, prediction, p_<code> per class, then extra columns),
+DIR/predictions.csv (image, prediction, p_<code> per class, then extra columns, among
+them ood_score, unusual_image, uncertain and the reliability state),
 DIR/masks/<image>.png (the U-Net mask, 0/255, at the image's own size) and, for
-files that could not be analysed, DIR/errors.csv. Exit status: 0 all analysed,
+files that could not be analysed (unreadable, or not dermoscopy), DIR/errors.csv with the
+reason. --calibration site.json uses a clinic's own referral threshold. Exit status: 0 all analysed,
 2 some skipped, 1 usage error.
 """
 import argparse
@@ -30,6 +32,8 @@ def parse_args(argv):
     parser.add_argument("--task", default="7class", choices=["7class", "3class"])
     parser.add_argument("--models", default=str(Path(__file__).resolve().parent / "models"),
                         help="folder with the models and their cards")
+    parser.add_argument("--calibration", default=None,
+                        help="a site calibration file (python -m training.calibrate) for --task")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)
 
@@ -82,11 +86,11 @@ def run(args):
 
     from skinlesion.analysis import Analyzer
     from skinlesion.imageio import ImageError, save_mask_png
-    analyzer = Analyzer(args.models, tasks=(args.task,))
+    analyzer = Analyzer(args.models, tasks=(args.task,), calibration=args.calibration)
     classes = analyzer.classifier(args.task).classes
     columns = (["image", "prediction"] + [f"p_{code}" for code in classes]
                + ["malignant_probability", "suspicious", "lesion_found", "lesion_area_fraction",
-                  "source"])
+                  "source", "ood_score", "unusual_image", "uncertain", "reliability"])
     errors = []
     started = time.time()
     with open(out / "predictions.csv", "w", newline="") as handle:
@@ -100,10 +104,14 @@ def run(args):
                 print(f"\nskipped {path}: {error}", file=sys.stderr)
             else:
                 save_mask_png(result.mask, masks / f"{name}.png")
+                reliability = result.reliability
+                score = "" if reliability.ood_score is None else f"{reliability.ood_score:.4f}"
                 writer.writerow([name, result.prediction]
                                 + [f"{result.probabilities[c]:.6f}" for c in classes]
                                 + [f"{result.malignant_probability:.6f}", int(result.suspicious),
-                                   int(result.lesion_found), f"{result.mask.mean():.6f}", str(path)])
+                                   int(result.lesion_found), f"{result.mask.mean():.6f}", str(path),
+                                   score, int(reliability.unusual_image), int(reliability.uncertain),
+                                   reliability.state])
             progress(done, len(images), started, args.quiet)
     error_file = out / "errors.csv"
     if errors:
@@ -118,6 +126,7 @@ def run(args):
 
 
 def main(argv=None):
+    from skinlesion.classify import CalibrationError
     from skinlesion.models import ModelFileError
     try:
         args = parse_args(argv)
@@ -128,7 +137,7 @@ def main(argv=None):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, ModelFileError) as error:
+    except (OSError, ModelFileError, CalibrationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from .classes import task_classes
-from .classify import Classifier
+from .classify import CalibrationError, apply_site_calibration, load_classifier
 from .imageio import load_image, save_mask_png
 from .measure import contour_overlay, measure_lesion
 from .models import load_checked_model
 from .preprocess import preprocess
 from .regions import lesion_box
+from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
 from .segment import Segmenter
 
-LOW_CONFIDENCE = 0.5  # top-class probability under this is reported as low confidence
+LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this is "uncertain"
 SEGMENTER_FILE = "unet.h5"
 
 
@@ -41,7 +42,8 @@ class Analysis:
     referral_threshold: float | None
     referral_basis: dict | None  # where the threshold was chosen and what it did elsewhere
     suspicious: bool
-    low_confidence: bool
+    low_confidence: bool  # kept for stored records and the API: the same as reliability.uncertain
+    reliability: Reliability
     measurements: dict | None
     model_versions: dict
     gradcam: np.ndarray | None = None  # [0, 1] at the classifier input's size
@@ -80,7 +82,7 @@ class Analysis:
                 "malignant_probability": round(self.malignant_probability, 6),
                 "referral_threshold": self.referral_threshold, "referral_basis": self.referral_basis,
                 "suspicious": self.suspicious,
-                "low_confidence": self.low_confidence,
+                "low_confidence": self.low_confidence, "reliability": self.reliability.as_dict(),
                 "lesion": {"found": self.lesion_found, "message": self.lesion_message,
                            "area_fraction": round(float(self.mask.mean()), 6),
                            "measurements": self.measurements},
@@ -97,15 +99,29 @@ def model_version(card):
 class Analyzer:
     """Loads the U-Net and the classifiers once; analyses images one at a time."""
 
-    def __init__(self, models_dir="models", tasks=("7class", "3class")):
+    def __init__(self, models_dir="models", tasks=("7class", "3class"), calibration=None):
+        """calibration: a site calibration file (training.calibrate) for one of the tasks."""
         models_dir = Path(models_dir)
         model, card = load_checked_model(models_dir / SEGMENTER_FILE)
         self.segmenter = Segmenter(model, card)
         self.classifiers = {}
         for task in tasks:
             task_classes(task)  # refuses an unknown task name
-            model, card = load_checked_model(models_dir / classifier_file(task))
-            self.classifiers[task] = Classifier(model, card)
+            self.classifiers[task] = load_classifier(models_dir / classifier_file(task))
+        if calibration:
+            self.calibrate(calibration)
+
+    def calibrate(self, path):
+        """Apply a site calibration file to the classifier of its task."""
+        import json
+        try:
+            task = json.loads(Path(path).read_text()).get("task")
+        except (OSError, ValueError) as error:
+            raise CalibrationError(f"Site calibration {path} cannot be read ({error}).") from None
+        if task not in self.classifiers:
+            raise CalibrationError(f"Site calibration {path} is for task {task!r}, which is not "
+                                   f"loaded ({', '.join(self.classifiers)}).")
+        return apply_site_calibration(self.classifiers[task], path)
 
     @property
     def tasks(self):
@@ -121,7 +137,7 @@ class Analyzer:
         dummy = np.full((150, 200, 3), 128, np.uint8)
         dummy[50:100, 70:130] = 60
         for task in self.classifiers:
-            self.analyze(dummy, task)
+            self.analyze(dummy, task, screen=False)
 
     def classifier(self, task):
         if task not in self.classifiers:
@@ -132,33 +148,44 @@ class Analyzer:
         prepared = _preprocessed(image, self.segmenter.steps, steps_cache)
         return self.segmenter(prepared)
 
-    def analyze(self, source, task="7class", explain=True, class_index=None):
-        """source: bytes, a path, a file object or an RGB uint8 array. Raises ImageError."""
+    def analyze(self, source, task="7class", explain=True, class_index=None, screen=True):
+        """source: bytes, a path, a file object or an RGB uint8 array. Raises ImageError,
+        and NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
         image = source if isinstance(source, np.ndarray) else load_image(source)
         steps_cache = {}
-        segmentation = self.segment(image, steps_cache)
         prepared = _preprocessed(image, classifier.steps, steps_cache)
+        checks = classifier.reliability
+        marks = []
+        if checks is not None and screen:  # decide before diagnosing
+            refusal, marks = checks.screen(image, classifier.image_features(prepared))
+            if refusal:
+                raise NotDermoscopyError(refusal)
+        segmentation = self.segment(image, steps_cache)
         mask = segmentation.mask if segmentation.found else None
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
         if explain:  # Grad-CAM of the shown prediction unless another class is asked for
             explained = classifier.explain(crop, class_index)
-            probabilities = explained["probabilities"]
+            probabilities, features = explained["probabilities"], explained["features"]
         else:
             explained = {}
-            probabilities = classifier.probabilities(crop[None])[0]
+            view_logits, features = classifier.outputs(crop[None])
+            probabilities = calibrated_probabilities(view_logits, classifier.temperature)[0]
+            features = features[0]
         probabilities = probabilities.astype(np.float64) / probabilities.sum()
         codes = classifier.classes
         malignant = classifier.malignant_probability(probabilities)
         threshold = classifier.referral_threshold
-        warnings = []
-        if not segmentation.found:
-            warnings.append(segmentation.reason + " The whole image was classified; interpret with care.")
-        low_confidence = float(probabilities.max()) < LOW_CONFIDENCE
-        if low_confidence:
-            warnings.append("Low confidence: no class reaches "
-                            f"{LOW_CONFIDENCE:.0%} probability.")
+        if checks is not None:
+            ood_score, unusual, unusual_reasons, uncertain_reasons = checks.assess(
+                probabilities, malignant, threshold, features, marks)
+        else:  # a model without fitted reliability parts: only the plain confidence rule
+            ood_score, unusual, unusual_reasons = None, False, []
+            uncertain_reasons = (["no class reaches 50% probability"]
+                                 if float(probabilities.max()) < LOW_CONFIDENCE else [])
+        reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons, ood_score)
+        warnings = [] if reliability.state == "confident" else [reliability.message]
         return Analysis(
             task=task, image=image, mask=segmentation.mask, lesion_found=segmentation.found,
             lesion_message=segmentation.reason, region_box=region_box, classifier_input=crop,
@@ -167,7 +194,7 @@ class Analyzer:
             malignant_probability=malignant, referral_threshold=threshold,
             referral_basis=classifier.referral,
             suspicious=threshold is not None and malignant >= threshold,
-            low_confidence=low_confidence,
+            low_confidence=reliability.uncertain, reliability=reliability,
             measurements=measure_lesion(image, segmentation.mask) if segmentation.found else None,
             model_versions={"segmenter": model_version(self.segmenter.card),
                             "classifier": model_version(classifier.card)},

@@ -3,6 +3,7 @@ import numpy as np
 
 from .classes import DISPLAY_NAMES, MALIGNANT
 from .regions import classifier_input
+from .reliability import calibrated_probabilities
 
 
 TTA_MODES = ("none", "flip4")
@@ -55,9 +56,11 @@ def referral_basis(card):
 class Classifier:
     """Wraps a flat functional classifier; compiled forward and explain functions, built once."""
 
-    def __init__(self, model, card):
+    def __init__(self, model, card, reliability=None):
+        import keras
         import tensorflow as tf
         from heatmap import Explainer
+        from .models import LOGITS_LAYER, POOLED_LAYER
         self.model = model
         self.card = card
         self.classes = tuple(entry["code"] for entry in card["classes"])
@@ -67,17 +70,38 @@ class Classifier:
         self.tta = card.get("test_time_augmentation", "none")
         self.referral = referral_basis(card)
         self.referral_threshold = self.referral["malignant_probability"] if self.referral else None
-        self.explainer = Explainer(model)
+        self.reliability = reliability
+        self.temperature = reliability.temperature if reliability is not None else 1.0
+        self.explainer = Explainer(model, temperature=self.temperature)
+        # Logits and pooled features in one pass: calibration needs the first, the
+        # unusual-image score and the dermoscopy gate the second.
+        heads = keras.Model(model.inputs, [model.get_layer(LOGITS_LAYER).output,
+                                           model.get_layer(POOLED_LAYER).output])
         self._forward = tf.function(
-            lambda x: model(x, training=False),
+            lambda x: heads(x, training=False),
             input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)])
 
     def input_for(self, preprocessed_image, mask):
         return classifier_input(preprocessed_image, mask, self.crop_mode, self.size)
 
+    def outputs(self, inputs):
+        """(N, size, size, 3) inputs -> view logits (views, N, classes) and pooled features
+        averaged over the views (N, features)."""
+        inputs = np.asarray(inputs, np.float32)
+        logits, features = self._forward(tta_views(inputs, self.tta))
+        views = len(logits) // len(inputs)
+        return (logits.numpy().reshape(views, len(inputs), -1),
+                features.numpy().reshape(views, len(inputs), -1).mean(0))
+
     def probabilities(self, inputs):
-        """(N, size, size, 3) uint8 inputs -> (N, classes) probabilities (test-time views averaged)."""
-        return tta_probabilities(lambda batch: self._forward(batch).numpy(), inputs, self.tta)
+        """(N, size, size, 3) uint8 inputs -> (N, classes) calibrated probabilities (the
+        temperature-scaled softmax averaged over the test-time views)."""
+        return calibrated_probabilities(self.outputs(inputs)[0], self.temperature)
+
+    def image_features(self, preprocessed_image):
+        """Pooled features of the whole image (one view): what the dermoscopy gate reads."""
+        whole = classifier_input(preprocessed_image, None, "full", self.size)[None].astype(np.float32)
+        return self._forward(whole)[1].numpy()
 
     def explain(self, crop, class_index=None, saliency=True):
         """Probabilities (averaged over the test-time views) and explanations, in one pass."""
@@ -92,3 +116,41 @@ class Classifier:
         rows = [{"code": code, "name": DISPLAY_NAMES[code], "probability": float(p),
                  "malignant": code in MALIGNANT} for code, p in zip(self.classes, probabilities)]
         return sorted(rows, key=lambda row: -row["probability"])
+
+
+def load_classifier(model_path):
+    """A Classifier from a model file: checked against its card, with the reliability
+    parts (temperature, feature statistics, gate) its card names, if any."""
+    from .models import load_checked_model
+    from .reliability import ReliabilityModel
+    model, card = load_checked_model(model_path)
+    settings = card.get("reliability")
+    reliability = ReliabilityModel.load(model_path, settings) if settings else None
+    return Classifier(model, card, reliability)
+
+
+class CalibrationError(ValueError):
+    """A site calibration file that cannot be used with this model."""
+
+
+def apply_site_calibration(classifier, path):
+    """Use a clinic's own referral threshold (written by training.calibrate) for this
+    classifier; refused with a clear message when made for another model."""
+    import json
+    try:
+        site = json.loads(open(path).read())
+        threshold = float(site["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CalibrationError(f"Site calibration {path} cannot be read ({error}).") from None
+    if site.get("model_sha256") != classifier.card.get("sha256"):
+        raise CalibrationError(
+            f"Site calibration {path} was made for another model (sha256 "
+            f"{str(site.get('model_sha256'))[:12]}..., this {site.get('task', '?')} model is "
+            f"{str(classifier.card.get('sha256'))[:12]}...). Recalibrate with: python -m "
+            f"training.calibrate DIR --task {site.get('task', 'TASK')} --out {path}")
+    classifier.referral_threshold = threshold
+    classifier.referral = dict(classifier.referral or {}, malignant_probability=threshold,
+                               site={key: site.get(key) for key in (
+                                   "images", "images_per_class", "date", "melanoma_sensitivity",
+                                   "nevi_flagged_share", "sensitivity_target")})
+    return site

@@ -13,6 +13,7 @@ from .cards import (ModelFileError, card_path, check_model_file, read_card,  # n
                     sha256_of, write_card)
 
 LOGITS_LAYER = "logits"
+POOLED_LAYER = "pool"  # the pooled features the head reads
 SEQUENTIAL_LAST_CONV = "last_conv"
 
 # U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
@@ -37,7 +38,7 @@ def _scaled_input(input_shape):
 def build_mobilenet_classifier(num_classes, input_size=160, dropout=0.3):
     inputs, scaled = _scaled_input((input_size, input_size, 3))
     backbone = _mobilenet_on(scaled)
-    x = layers.GlobalAveragePooling2D(name="pool")(backbone.output)
+    x = layers.GlobalAveragePooling2D(name=POOLED_LAYER)(backbone.output)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     probabilities = layers.Softmax(name="probabilities")(logits)
@@ -54,7 +55,7 @@ def build_sequential_classifier(num_classes, input_size=160, dropout=0.3):
         x = layers.ReLU(name=name)(x)
         if index < 3:
             x = layers.MaxPooling2D(name=f"pool{index}")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.GlobalAveragePooling2D(name=POOLED_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     probabilities = layers.Softmax(name="probabilities")(logits)

@@ -155,12 +155,12 @@ def test_evaluate_scores_external_folders_at_the_referral_threshold(tiny_models,
     assert external["images"] == 12 and set(external["class_counts"]) >= {"mel", "nv", "bkl"}
     assert 0.0 <= external["melanoma_vs_nevus_auc"] <= 1.0
     referral = external["referral"]
-    assert referral["malignant_probability"] == metrics["referral"]["malignant_probability"]
+    assert referral["malignant_probability"] == card["referral"]["malignant_probability"]
     assert {"melanoma_sensitivity", "nevi_flagged_share"} <= set(referral)
-    for plot in ("roc.png", "confusion.png", "reliability.png"):
+    for plot in ("roc.png", "confusion.png", "reliability.png", "probabilities.csv"):
         assert (tmp_path / "report" / "external" / name / plot).is_file()
     recorded = read_card(path)
-    assert recorded["referral"] == metrics["referral"]  # chosen on the serving validation images
+    assert recorded["referral"] == card["referral"]  # evaluating never moves the threshold
     assert recorded["external_validation"][name]["expected_calibration_error"] is not None
     assert "reliability" not in recorded["external_validation"][name]
     assert recorded["sha256"] == card["sha256"]  # the model file is untouched

@@ -7,12 +7,15 @@ Each argument is an output folder of `training.evaluate --split val --external .
 and macro AUC on HAM10000 validation lesions (serving pipeline), balanced accuracy on the
 other validation sources, and per external set the melanoma-vs-nevus AUC, balanced
 accuracy over its classes, ECE, and melanoma sensitivity / nevi flagged at the run's own
-referral threshold (chosen on its pooled validation images for 90% melanoma sensitivity).
+referral threshold (chosen on its pooled validation images for 90% melanoma sensitivity:
+the same rule for every run, from the per-image probabilities evaluate wrote).
 """
 import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -25,6 +28,27 @@ def _percent(value):
 
 def _figure(value):
     return "–" if value is None else f"{value:.3f}"
+
+
+def read_probabilities(path):
+    """(labels, probabilities, classes) from an evaluate probabilities.csv."""
+    import csv
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    classes = tuple(column[2:] for column in rows[0] if column.startswith("p_"))
+    labels = np.array([classes.index(row["label"]) for row in rows])
+    return labels, np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows]), classes
+
+
+def same_rule_referral(folder, external_name):
+    """Every run's flag chosen alike: the threshold that flags 90% of the melanomas of its
+    own pooled validation images (serving pipeline), applied to the external set."""
+    from training.evaluate import REFERRAL_SENSITIVITY, referral_figures, referral_threshold
+    labels, probabilities, classes = read_probabilities(folder / "probabilities.csv")
+    chosen = referral_threshold(labels, probabilities, classes, REFERRAL_SENSITIVITY)
+    labels, probabilities, classes = read_probabilities(folder / "external" / external_name
+                                                        / "probabilities.csv")
+    return referral_figures(labels, probabilities, classes, chosen["malignant_probability"])
 
 
 def run_row(folder):
@@ -43,10 +67,9 @@ def run_row(folder):
     for name, source in sources.items():
         if name != "ham10000":
             row[f"{name} val bal. acc."] = _figure(source["balanced_accuracy"])
-    row["threshold"] = _figure((metrics.get("referral") or card.get("referral") or {})
-                               .get("malignant_probability"))
     for name, external in (metrics.get("external_validation") or {}).items():
-        referral = external.get("referral") or {}
+        referral = same_rule_referral(folder, name)
+        row["threshold"] = _figure(referral["malignant_probability"])
         row[f"{name} mel-vs-nv AUC"] = _figure(external["melanoma_vs_nevus_auc"])
         row[f"{name} bal. acc."] = _figure(external["balanced_accuracy"])
         row[f"{name} mel flagged"] = _percent(referral.get("melanoma_sensitivity"))

@@ -8,9 +8,8 @@
 --external folders (another clinic's labelled images, e.g. ../shared/data/derm7pt) are
 evaluated whole through the serving pipeline, at the card's referral threshold: melanoma-
 vs-nevus AUC, melanoma sensitivity and nevi flagged, balanced accuracy over the classes
-present, ECE and the plots. With --update-card and --split val --pipeline serving, the
-referral threshold is (re)chosen on the pooled validation images before the external
-folders are scored at it.
+present, ECE and the plots. The classifier runs as served: calibrated by the temperature
+its card names, if any (training.fit_reliability sets it, and the referral threshold).
 
 Classifier plots: ROC per class with AUC, confusion matrix, reliability diagram.
 Segmenter plots: Jaccard histogram.
@@ -272,13 +271,11 @@ def summary_of(metrics):
     return summary
 
 
-def record_in_card(model_path, metrics, key, referral=None, external=None):
+def record_in_card(model_path, metrics, key, external=None):
     """Add evaluation results to a model's card; the model file (and its sha256) is untouched."""
     from skinlesion.models import card_path, read_card
     card = read_card(model_path)
     card.setdefault("validation_metrics", {})[key] = summary_of(metrics)
-    if referral is not None:
-        card["referral"] = referral
     if external:
         card["external_validation"] = {name: summary_of(m) for name, m in external.items()}
     card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
@@ -297,29 +294,41 @@ def select(folders, card, split, classes=None):
     return split_sources(folders, classes, settings["val_fraction"], settings["seed"])[1]
 
 
-def classify_serving(card, model, samples, models_dir):
-    """Probabilities through the full serving path: U-Net mask -> crop -> classifier."""
-    from skinlesion.classify import Classifier
+def serving_pass(classifier, samples, models_dir, images=None):
+    """Every image through the serving path (U-Net mask -> crop -> classifier), keeping what
+    calibration and the reliability checks need: per image the view logits, the pooled
+    features of the crop and of the whole image, whether a lesion was found, colourfulness.
+    `images`: decoded images instead of the samples' files (for generated test sets)."""
     from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
+    from skinlesion.reliability import colourfulness
     from skinlesion.segment import Segmenter
     segmenter = Segmenter(*load_checked_model(Path(models_dir) / "unet.h5"))
-    classifier = Classifier(model, card)
-    rows = []
-    for sample in samples:
-        image = load_sample_image(sample.image, sample.resize_to)
+    rows = {"view_logits": [], "features": [], "image_features": [], "found": [], "colourfulness": []}
+    sources = images if images is not None else (load_sample_image(s.image, s.resize_to) for s in samples)
+    for image in sources:
         segmentation = segmenter(preprocess(image, segmenter.steps))
-        mask = segmentation.mask if segmentation.found else None
-        rows.append(classifier.probabilities(classifier.input_for(preprocess(image, classifier.steps),
-                                                                  mask)[None])[0])
-    return np.array(rows)
+        prepared = preprocess(image, classifier.steps)
+        crop = classifier.input_for(prepared, segmentation.mask if segmentation.found else None)
+        view_logits, features = classifier.outputs(crop[None])
+        rows["view_logits"].append(view_logits[:, 0])
+        rows["features"].append(features[0])
+        rows["image_features"].append(classifier.image_features(prepared)[0])
+        rows["found"].append(segmentation.found)
+        rows["colourfulness"].append(colourfulness(image))
+    return {key: np.array(value) for key, value in rows.items()}
 
 
-def classify_ground_truth(card, model, samples, batch_size=64):
+def classify_serving(classifier, samples, models_dir):
+    """Calibrated probabilities through the full serving path."""
+    from skinlesion.reliability import calibrated_probabilities
+    view_logits = serving_pass(classifier, samples, models_dir)["view_logits"]
+    return calibrated_probabilities(view_logits.transpose(1, 0, 2), classifier.temperature)
+
+
+def classify_ground_truth(classifier, samples, batch_size=64):
     """Probabilities on crops cut with the ground-truth masks (as in training)."""
-    from skinlesion.classify import Classifier
     from skinlesion.inputs import prepare_for_classifier
-    classifier = Classifier(model, card)
     rows = []
     for start in range(0, len(samples), batch_size):
         inputs = [prepare_for_classifier(s.image, s.mask, classifier.steps, classifier.crop_mode,
@@ -351,15 +360,15 @@ def classifier_report(labels, probabilities, classes, out):
     return metrics
 
 
-def evaluate_classifier_cli(args, model, card, out):
-    """Returns (metrics, referral chosen here or None, {external source: metrics})."""
-    classes = tuple(entry["code"] for entry in card["classes"])
+def evaluate_classifier_cli(args, classifier, out):
+    """Returns (metrics, {external source: metrics})."""
+    card, classes = classifier.card, classifier.classes
     samples = select(args.data, card, args.split, classes)
     labels = np.array([classes.index(s.label) for s in samples])
     if args.pipeline == "serving":
-        probabilities = classify_serving(card, model, samples, args.models)
+        probabilities = classify_serving(classifier, samples, args.models)
     else:
-        probabilities = classify_ground_truth(card, model, samples)
+        probabilities = classify_ground_truth(classifier, samples)
     metrics = classifier_report(labels, probabilities, classes, out)
     write_probabilities(samples, probabilities, classes, out / "probabilities.csv")
     sources = np.array([s.source for s in samples])
@@ -367,26 +376,26 @@ def evaluate_classifier_cli(args, model, card, out):
         metrics["by_source"] = {source: summary_of(classification_metrics(
             labels[sources == source], probabilities[sources == source], classes))
             for source in dict.fromkeys(sources)}
-    referral = None
-    if args.update_card and args.split == "val" and args.pipeline == "serving" and "mel" in classes:
-        referral = referral_threshold(labels, probabilities, classes, REFERRAL_SENSITIVITY)
-        referral["chosen_on"] = (f"serving-pipeline validation images pooled from "
-                                 f"{', '.join(dict.fromkeys(sources))} ({len(samples)} images)")
-    threshold = (referral or card.get("referral") or {}).get("malignant_probability")
-    external = {}
-    for folder in args.external:
-        from skinlesion.datasets import read_dataset
-        found = read_dataset(folder, classes=classes)
-        found_labels = np.array([classes.index(s.label) for s in found])
-        found_probabilities = classify_serving(card, model, found, args.models)
-        name = found[0].source
-        report = classifier_report(found_labels, found_probabilities, classes, out / "external" / name)
-        write_probabilities(found, found_probabilities, classes, out / "external" / name / "probabilities.csv")
-        report["referral"] = (referral_figures(found_labels, found_probabilities, classes, threshold)
-                              if threshold is not None else None)
-        report.update(data=str(folder), pipeline="serving", split="all")
-        external[name] = report
-    return metrics, referral, external
+    external = {folder: evaluate_external(classifier, folder, args.models, out) for folder in args.external}
+    return metrics, {report["source"]: report for report in external.values()}
+
+
+def evaluate_external(classifier, folder, models_dir, out):
+    """Another clinic's labelled folder, whole, through the serving pipeline, at the card's
+    referral threshold; plots and per-image probabilities under out/external/<source>/."""
+    from skinlesion.datasets import read_dataset
+    classes = classifier.classes
+    found = read_dataset(folder, classes=classes)
+    found_labels = np.array([classes.index(s.label) for s in found])
+    found_probabilities = classify_serving(classifier, found, models_dir)
+    name = found[0].source
+    report = classifier_report(found_labels, found_probabilities, classes, out / "external" / name)
+    write_probabilities(found, found_probabilities, classes, out / "external" / name / "probabilities.csv")
+    threshold = classifier.referral_threshold
+    report["referral"] = (referral_figures(found_labels, found_probabilities, classes, threshold)
+                          if threshold is not None else None)
+    report.update(source=name, data=str(folder), pipeline="serving", split="all")
+    return report
 
 
 def evaluate_segmenter_cli(args, model, card, out):
@@ -403,27 +412,27 @@ def evaluate_segmenter_cli(args, model, card, out):
 
 def main(argv=None):
     args = parse_args(argv)
-    from skinlesion.models import ModelFileError, load_checked_model
-    try:
-        model, card = load_checked_model(args.model)
-    except ModelFileError as error:
-        raise SystemExit(f"error: {error}") from None
+    from skinlesion.classify import load_classifier
+    from skinlesion.models import ModelFileError, load_checked_model, read_card
     if args.update_card and args.split != "val":
         raise SystemExit("--update-card records validation metrics: use it with --split val.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    referral, external = None, {}
-    if card["task"] == "segmentation":
-        metrics = evaluate_segmenter_cli(args, model, card, out)
-    else:
-        metrics, referral, external = evaluate_classifier_cli(args, model, card, out)
+    external = {}
+    try:
+        card = read_card(args.model)
+        if card["task"] == "segmentation":
+            model, card = load_checked_model(args.model)
+            metrics = evaluate_segmenter_cli(args, model, card, out)
+        else:
+            metrics, external = evaluate_classifier_cli(args, load_classifier(args.model), out)
+    except ModelFileError as error:
+        raise SystemExit(f"error: {error}") from None
     metrics.update(model=str(args.model), data=[str(d) for d in args.data], split=args.split,
                    pipeline=args.pipeline if card["task"] != "segmentation" else None)
     if args.update_card:
         key = "segmentation" if card["task"] == "segmentation" else f"{args.pipeline.replace('-', '_')}_pipeline"
-        record_in_card(args.model, metrics, key, referral, external)
-    if referral is not None:
-        metrics["referral"] = referral
+        record_in_card(args.model, metrics, key, external)
     if external:
         metrics["external_validation"] = external
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

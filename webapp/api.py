@@ -33,12 +33,21 @@ def as_json(record):
         "referral_threshold": record["summary"].get("referral_threshold"),
         "suspicious": bool(record["suspicious"]), "low_confidence": bool(record["low_confidence"]),
         "lesion": record["lesion"], "warnings": record["summary"].get("warnings", []),
+        "reliability": reliability_of(record),
         "models": record["models"], "case": record["case_ref"], "note": record["note"],
         "file_name": record["original_name"], "image_sha256": record["image_sha256"],
         "images": {kind: image_url(kind) for kind in ("original", "mask", "contour", "gradcam",
                                                      "saliency", "crop")},
         "report_url": url_for("pages.result", analysis_id=record["id"], _external=True),
     }
+
+
+def reliability_of(record):
+    """The stored reliability state; an analysis stored before it existed has none."""
+    stored = record["summary"].get("reliability")
+    if stored is None:
+        return None
+    return {key: stored.get(key) for key in ("state", "ood_score", "unusual_image", "uncertain", "message")}
 
 
 def error(message, status):

@@ -13,6 +13,8 @@ def from_environment():
     """The app's configuration; every key can also be overridden by create_app(config)."""
     return {
         "MODELS_DIR": Path(_env("MODELS_DIR", ROOT / "models")),
+        # A clinic's own referral threshold (python -m training.calibrate ... --out site.json).
+        "CALIBRATION": _env("CALIBRATION", "") or None,
         "TASKS": tuple(t.strip() for t in _env("TASKS", "7class,3class").split(",") if t.strip()),
         "UPLOAD_DIR": Path(_env("UPLOAD_DIR", ROOT / "uploads")),
         "HEATMAP_DIR": Path(_env("HEATMAP_DIR", ROOT / "heatmap")),

@@ -23,7 +23,8 @@ class Engine:
     def __init__(self, config, store):
         self.config = config
         self.store = store
-        self.analyzer = Analyzer(config["MODELS_DIR"], tasks=config["TASKS"])
+        self.analyzer = Analyzer(config["MODELS_DIR"], tasks=config["TASKS"],
+                                 calibration=config.get("CALIBRATION"))
         if config.get("WARM_UP", True):
             self.analyzer.warm_up()
 
@@ -47,7 +48,7 @@ class Engine:
             "malignant_probability": result.malignant_probability,
             "suspicious": int(result.suspicious), "low_confidence": int(result.low_confidence),
             "lesion": summary["lesion"], "models": summary["models"], "files": files,
-            "summary": {key: summary[key] for key in ("referral_threshold", "referral_basis", "warnings",
+            "summary": {key: summary[key] for key in ("referral_threshold", "referral_basis", "reliability", "warnings",
                                                       "gradcam_empty", "image_size")}
             | {"ranked": result.ranked},
             "original_name": (original_name or "")[:200], "image_sha256": hashlib.sha256(data).hexdigest(),

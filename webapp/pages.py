@@ -7,6 +7,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 
 from skinlesion.classes import DISPLAY_NAMES, TASKS
 from skinlesion.imageio import ImageError
+from skinlesion.reliability import STATE_LABELS
 
 from .auth import current_user
 from .engine import StorageError
@@ -52,12 +53,14 @@ def analyze():
             records.append(engine().analyze_upload(upload.data, task, upload.name,
                                                    form["case"], form["note"], current_user()))
         except ImageError as problem:
-            failures.append({"name": upload.name, "error": str(problem)})
+            failures.append({"name": upload.name, "error": str(problem),
+                             "status": getattr(problem, "status", 400)})
         except StorageError as problem:
             return upload_page(str(problem), 503, form)
     if len(uploads) == 1:
         if failures:
-            return upload_page(f"{failures[0]['name']}: {failures[0]['error']}", 400, form)
+            return upload_page(f"{failures[0]['name']}: {failures[0]['error']}",
+                               failures[0]["status"], form)
         return redirect(url_for("pages.result", analysis_id=records[0]["id"]), code=303)
     if not records:
         return upload_page("None of the files could be analysed: "
@@ -124,14 +127,25 @@ def batch_csv():
     codes = sorted({code for r in records for code in r["probabilities"]},
                    key=lambda c: TASKS["7class"].index(c))
     writer.writerow(["id", "file", "task", "prediction", *[f"p_{c}" for c in codes],
-                     "malignant_probability", "suspicious", "lesion_found", "case", "created"])
+                     "malignant_probability", "suspicious", "lesion_found", "reliability",
+                     "ood_score", "unusual_image", "uncertain", "case", "created"])
     for r in records:
+        reliability = r["summary"].get("reliability") or {}
+        score = reliability.get("ood_score")
         writer.writerow([r["id"], r["original_name"], r["task"], r["prediction"],
                          *[r["probabilities"].get(c, "") for c in codes],
                          round(r["malignant_probability"], 6), r["suspicious"],
-                         int(r["lesion"]["found"]), r["case_ref"] or "", r["created"]])
+                         int(r["lesion"]["found"]), reliability.get("state", ""),
+                         "" if score is None else round(score, 4),
+                         int(bool(reliability.get("unusual_image"))), int(bool(reliability.get("uncertain"))),
+                         r["case_ref"] or "", r["created"]])
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=analyses.csv"})
+
+
+@blueprint.app_context_processor
+def reliability_labels():
+    return {"reliability_labels": STATE_LABELS}
 
 
 def register_error_handlers(app):

@@ -1,0 +1,335 @@
+"""Fit what belongs to a classifier besides its weights, and write it into its card.
+
+    python -m training.fit_reliability --model models/classifier_7class.h5 \
+        --data ../shared/data/ham10000 ../shared/data/isic2017 \
+        --external ../shared/data/derm7pt --plots docs/evaluation/classifier_7class
+
+Rerun it whenever a classifier is retrained. In order, on images through the serving
+pipeline (U-Net crop, test-time views):
+1. temperature: scales the logits to minimise the negative log-likelihood of the pooled
+   validation images (each data folder's own validation split, as in training);
+2. referral threshold: on the calibrated pooled validation probabilities, the lowest that
+   flags 90% of melanomas;
+3. feature statistics: a Gaussian of the pooled features of training crops (the
+   unusual-image score) and of whole training images (part of the dermoscopy gate);
+4. the dermoscopy gate: logistic regression on whole-image features, dermoscopy
+   (training images) against generated non-dermoscopic images (training.not_dermoscopy);
+5. thresholds: refusal where almost no validation image is refused, "unusual" at a
+   validation percentile, and the "uncertain" rule (top-two margin, a grey zone under the
+   referral threshold) chosen on validation: warn on as many of ISIC 2017's missed
+   melanomas as possible while warning on at most UNCERTAIN_BUDGET of HAM10000's images;
+6. measures everything on the validation images, the --external folders (never fitted
+   on) and a second, differently drawn non-dermoscopic set, leaving each kind out of the
+   gate's training in turn; writes the .npz beside the model, the card's "reliability",
+   "calibration", "referral" and "external_validation" sections, and reliability plots.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# --- settings (each one is also a flag) -----------------------------------------------
+DATA = ["../shared/data/ham10000", "../shared/data/isic2017"]
+TRAIN_SAMPLE = 3000  # training images for the feature statistics and the gate's positives
+DENSITY_COMPONENTS = 64
+NOT_DERMOSCOPY_PER_KIND = 40  # gate negatives per kind (seed 0); the test set uses seed 1
+UNUSUAL_PERCENTILE = 95.0  # validation crops above this feature distance are "unusual"
+GATE_MARK_PERCENTILE = 99.0  # validation images above this are marked, not refused
+REFUSE_MARGIN = 1.5  # refusal thresholds sit this far beyond the most extreme validation image
+UNCERTAIN_BUDGET = 0.18  # at most this share of HAM10000 validation images carries a warning
+SEED = 0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="classifier .h5 with its card")
+    p.add_argument("--data", nargs="+", default=DATA, help="the folders the model was trained on")
+    p.add_argument("--external", nargs="*", default=[], help="other clinics: measured, never fitted on")
+    p.add_argument("--models", default=str(ROOT / "models"), help="folder with unet.h5")
+    p.add_argument("--plots", default=None, help="folder for the reliability plots")
+    p.add_argument("--train-sample", type=int, default=TRAIN_SAMPLE)
+    p.add_argument("--components", type=int, default=DENSITY_COMPONENTS)
+    p.add_argument("--not-dermoscopy-per-kind", type=int, default=NOT_DERMOSCOPY_PER_KIND)
+    p.add_argument("--uncertain-budget", type=float, default=UNCERTAIN_BUDGET)
+    p.add_argument("--seed", type=int, default=SEED)
+    return p.parse_args(argv)
+
+
+# --- fitting --------------------------------------------------------------------------
+
+def fit_temperature(view_logits, labels):
+    """The temperature minimising the validation negative log-likelihood (a fine grid:
+    one parameter, no optimiser needed)."""
+    from skinlesion.reliability import calibrated_probabilities
+    grid = np.exp(np.linspace(np.log(0.25), np.log(6.0), 300))
+    losses = [-np.log(np.maximum(calibrated_probabilities(view_logits, t)[np.arange(len(labels)), labels],
+                                 1e-12)).mean() for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def fit_gate(positives, negatives, seed):
+    """Class-balanced logistic regression, dermoscopy (0) vs not (1), on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+    from skinlesion.reliability import DermoscopyGate
+    features = np.concatenate([positives, negatives])
+    targets = np.r_[np.zeros(len(positives)), np.ones(len(negatives))]
+    mean, scale = features.mean(0), features.std(0) + 1e-6
+    regression = LogisticRegression(C=0.05, class_weight="balanced", max_iter=2000, random_state=seed)
+    regression.fit((features - mean) / scale, targets)
+    return DermoscopyGate(mean, scale, regression.coef_[0], regression.intercept_[0])
+
+
+def choose_uncertain_rule(probabilities, malignant, threshold, warned_unusual, labels, sources,
+                          classes, budget, reference):
+    """(margin, grey_zone): among the rules that warn on at most `budget` of the reference
+    source's validation images (HAM10000: unusual or uncertain), the one that warns on most
+    of the other sources' melanomas the referral flag misses (ties: fewer warnings)."""
+    top = np.sort(probabilities, 1)[:, ::-1]
+    gap = top[:, 0] - top[:, 1]
+    ham = sources == reference
+    missed = (labels == classes.index("mel")) & (malignant < threshold) & ~ham
+    best = None
+    for margin in np.round(np.arange(0.0, 0.61, 0.05), 2):
+        for grey in np.round(np.arange(1.0, -0.01, -0.05), 2):
+            uncertain = (gap < margin) | ((malignant >= grey * threshold) & (malignant < threshold))
+            warned = uncertain | warned_unusual
+            ham_rate = warned[ham].mean() if ham.any() else 0.0
+            caught = warned[missed].mean() if missed.any() else 0.0
+            # Within the budget: most missed melanomas warned. If unusual images alone
+            # exceed it, the quietest rule (no "uncertain" at all) wins.
+            key = (ham_rate <= budget, caught if ham_rate <= budget else 0.0, -ham_rate)
+            if best is None or key > best[0]:
+                best = (key, float(margin), float(grey))
+    return {"margin": best[1], "grey_zone": best[2]}
+
+
+# --- measuring ------------------------------------------------------------------------
+
+def warnings_of(reliability, outputs, probabilities, malignant, threshold):
+    """Per image, as served: refused; a warning that replaces the diagnosis as the headline
+    (no lesion found, or an unusual image); uncertain."""
+    refused, unusual, uncertain = [], [], []
+    for index in range(len(probabilities)):
+        refusal, marks = reliability.screen_features(outputs["colourfulness"][index],
+                                                     outputs["image_features"][index])
+        score = reliability.ood_score(outputs["features"][index])
+        refused.append(refusal is not None)
+        unusual.append(bool(marks) or score > reliability.thresholds["unusual_ood"]
+                       or not outputs["found"][index])
+        uncertain.append(bool(reliability.is_uncertain(probabilities[index], malignant[index], threshold)))
+    return np.array(refused), np.array(unusual), np.array(uncertain)
+
+
+def rate(mask, selected=None):
+    selected = np.ones(len(mask), bool) if selected is None else selected
+    return round(float(mask[selected].mean()), 4) if selected.any() else None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from skinlesion.classify import load_classifier
+    from skinlesion.datasets import read_dataset, split_sources
+    from skinlesion.models import card_path, read_card
+    from skinlesion.reliability import (FeatureDensity, ReliabilityModel, calibrated_probabilities,
+                                        sha256_file)
+    from training import not_dermoscopy
+    from training.evaluate import (REFERRAL_SENSITIVITY, calibration, classification_metrics,
+                                   malignant_scores, melanoma_vs_nevus_auc, plot_reliability,
+                                   referral_figures, referral_threshold, serving_pass, summary_of)
+
+    started = time.time()
+    model_path = Path(args.model)
+    card = read_card(model_path)
+    card.pop("reliability", None)  # fit from the bare model: temperature 1, no gate
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    classifier = load_classifier(model_path)
+    classes = classifier.classes
+    split = card["split"]
+    train, val = split_sources(args.data, classes, split["val_fraction"], split["seed"])
+    rng = np.random.default_rng(args.seed)
+    train = [train[i] for i in sorted(rng.choice(len(train), min(args.train_sample, len(train)),
+                                                 replace=False))]
+
+    def run(samples, name, images=None):
+        began = time.time()
+        outputs = serving_pass(classifier, samples, args.models, images)
+        outputs["view_logits"] = outputs["view_logits"].transpose(1, 0, 2)  # (views, N, classes)
+        print(f"{name}: {len(outputs['found'])} images in {time.time() - began:.0f}s", flush=True)
+        return outputs
+
+    fitted_on, validation = run(train, "training sample"), run(val, "validation")
+    val_labels = np.array([classes.index(s.label) for s in val])
+    val_sources = np.array([s.source for s in val])
+    reference = val_sources[0]  # the first --data folder (HAM10000): the warning budget's base
+    negatives = not_dermoscopy.generate(args.not_dermoscopy_per_kind, seed=args.seed)
+    negative_kinds = np.array([kind for kind, found in negatives.items() for _ in found])
+    negative_outputs = run(None, "not dermoscopy (gate training)",
+                           [image for found in negatives.values() for image in found])
+    tests = not_dermoscopy.generate(12, seed=args.seed + 1)
+    test_kinds = np.array([kind for kind, found in tests.items() for _ in found])
+    test_outputs = run(None, "not dermoscopy (test)", [image for found in tests.values() for image in found])
+
+    # 1-2. temperature, then the referral threshold on calibrated probabilities.
+    temperature = fit_temperature(validation["view_logits"], val_labels)
+    probabilities = calibrated_probabilities(validation["view_logits"], temperature)
+    raw = calibrated_probabilities(validation["view_logits"], 1.0)
+    referral = None
+    if "mel" in classes:
+        referral = referral_threshold(val_labels, probabilities, classes, REFERRAL_SENSITIVITY)
+        referral["chosen_on"] = ("calibrated serving-pipeline validation images pooled from "
+                                 f"{', '.join(dict.fromkeys(val_sources))} ({len(val)} images)")
+    threshold = referral["malignant_probability"] if referral else None
+
+    # 3-4. feature statistics and the gate.
+    crop_density = FeatureDensity.fit(fitted_on["features"], args.components)
+    image_density = FeatureDensity.fit(fitted_on["image_features"], args.components)
+    gate = fit_gate(fitted_on["image_features"], negative_outputs["image_features"], args.seed)
+
+    # 5. thresholds, from validation images.
+    val_gate = gate.probability(validation["image_features"])
+    val_image = image_density.score(validation["image_features"])
+    val_crop = crop_density.score(validation["features"])
+    colour_floor = float(np.percentile(validation["colourfulness"], 0.1))
+    thresholds = {
+        "min_colourfulness": round(min(4.0, 0.5 * colour_floor), 3),
+        "gate_refuse": round(float(min(0.999, max(0.9, 1 - (1 - val_gate.max()) / REFUSE_MARGIN))), 6),
+        "gate_mark": round(float(max(0.5, np.percentile(val_gate, GATE_MARK_PERCENTILE))), 6),
+        "image_refuse": float(val_image.max() * REFUSE_MARGIN),
+        "image_mark": float(np.percentile(val_image, GATE_MARK_PERCENTILE)),
+        "unusual_ood": float(np.percentile(val_crop, UNUSUAL_PERCENTILE)),
+    }
+    settings = {"temperature": round(temperature, 4), "thresholds": thresholds,
+                "uncertain": {"margin": 0.0, "grey_zone": 1.0}}
+    reliability = ReliabilityModel(settings, crop_density, image_density, gate)
+    malignant = malignant_scores(probabilities, classes)
+    _, val_unusual, _ = warnings_of(reliability, validation, probabilities, malignant, threshold)
+    if threshold is not None:
+        settings["uncertain"] = choose_uncertain_rule(probabilities, malignant, threshold, val_unusual,
+                                                      val_labels, val_sources, classes,
+                                                      args.uncertain_budget, reference)
+
+    # 6. measure, write.
+    npz = model_path.with_name(model_path.stem + ".reliability.npz")
+    reliability.save_arrays(npz)
+    measured = {"validation": measure(reliability, validation, val_labels, val_sources, classes,
+                                      temperature, threshold)}
+    plots = Path(args.plots) if args.plots else None
+    if plots:
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_reliability(calibration(val_labels[val_sources == reference],
+                                     probabilities[val_sources == reference]),
+                         plots / f"reliability_calibrated_{reference}_val.png")
+    external = {}
+    for folder in args.external:
+        found = read_dataset(folder, classes=classes)
+        labels = np.array([classes.index(s.label) for s in found])
+        outputs = run(found, f"external {found[0].source}")
+        name = found[0].source
+        measured[name] = measure(reliability, outputs, labels, np.array([name] * len(found)),
+                                 classes, temperature, threshold)
+        external_probabilities = calibrated_probabilities(outputs["view_logits"], temperature)
+        report = classification_metrics(labels, external_probabilities, classes)
+        report["melanoma_vs_nevus_auc"] = melanoma_vs_nevus_auc(labels, external_probabilities, classes)
+        report["reliability"] = calibration(labels, external_probabilities)
+        report["referral"] = referral_figures(labels, external_probabilities, classes, threshold) \
+            if threshold is not None else None
+        report.update(source=name, data=str(folder), pipeline="serving", split="all")
+        external[name] = summary_of(report)
+        if plots:
+            plot_reliability(report["reliability"], plots / f"reliability_calibrated_{name}.png")
+    measured["not_dermoscopy"] = measure_not_dermoscopy(
+        reliability, test_outputs, test_kinds, negative_outputs, negative_kinds, fitted_on, args.seed)
+
+    card = read_card(model_path)
+    card["reliability"] = dict(settings, file=npz.name, sha256=sha256_file(npz),
+                               fitted_by="python -m training.fit_reliability",
+                               fitted_on=f"{len(train)} training and {len(val)} validation images of "
+                                         f"{', '.join(dict.fromkeys(val_sources))}; "
+                                         f"{len(negative_kinds)} generated non-dermoscopic images",
+                               fitted=time.strftime("%Y-%m-%d"), measured=measured)
+    card["calibration"] = {
+        "method": "temperature scaling of the logits, fitted on the pooled validation images",
+        "temperature": round(temperature, 4),
+        f"ece_{reference}_validation_before": calibration(val_labels[val_sources == reference],
+                                                          raw[val_sources == reference])["expected_calibration_error"],
+        f"ece_{reference}_validation_after": measured["validation"][reference]["ece"],
+        **{f"ece_{name}_after": measured[name][name]["ece"] for name in external}}
+    if referral:
+        card["referral"] = referral
+    if external:
+        card["external_validation"] = external
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps({"temperature": temperature, "thresholds": thresholds, "uncertain": settings["uncertain"],
+                      "referral": referral, "measured": measured}, indent=1))
+    print(f"fitted in {(time.time() - started) / 60:.1f} min -> {npz} and {card_path(model_path)}")
+
+
+def measure(reliability, outputs, labels, sources, classes, temperature, threshold):
+    """Per source: ECE, refused / unusual / uncertain / any-warning rates, and the share of
+    the melanomas the referral flag misses that carry a warning."""
+    from skinlesion.reliability import calibrated_probabilities
+    from training.evaluate import calibration, malignant_scores
+    probabilities = calibrated_probabilities(outputs["view_logits"], temperature)
+    malignant = malignant_scores(probabilities, classes)
+    refused, unusual, uncertain = warnings_of(reliability, outputs, probabilities, malignant, threshold)
+    warned = unusual | uncertain
+    correct = probabilities.argmax(1) == labels
+    result = {}
+    for source in dict.fromkeys(sources):
+        inside = sources == source
+        figures = {"images": int(inside.sum()),
+                   "ece": calibration(labels[inside], probabilities[inside])["expected_calibration_error"],
+                   "refused": rate(refused, inside), "unusual": rate(unusual, inside),
+                   "uncertain": rate(uncertain, inside), "any_warning": rate(warned, inside),
+                   "warned_when_wrong": rate(warned, inside & ~correct),
+                   "warned_when_right": rate(warned, inside & correct)}
+        if threshold is not None and "mel" in classes:
+            missed = inside & (labels == classes.index("mel")) & (malignant < threshold)
+            figures["missed_melanomas"] = int(missed.sum())
+            figures["missed_melanomas_warned"] = rate(warned, missed)
+        result[source] = figures
+    return result
+
+
+def measure_not_dermoscopy(reliability, outputs, kinds, train_outputs, train_kinds, fitted_on, seed):
+    """Refused-or-marked share per kind of a second generated set; and leaving each kind
+    out of the gate's training, the share of that kind refused or marked (kinds never seen)."""
+    result = {"test_set": {}, "kind_left_out_of_gate_training": {}}
+
+    def caught(model, index_outputs, selection):
+        flags = []
+        for index in np.flatnonzero(selection):
+            refusal, marks = model.screen_features(index_outputs["colourfulness"][index],
+                                                   index_outputs["image_features"][index])
+            unusual = model.ood_score(index_outputs["features"][index]) > model.thresholds["unusual_ood"]
+            flags.append((refusal is not None, refusal is not None or bool(marks) or unusual
+                          or not index_outputs["found"][index]))
+        flags = np.array(flags)
+        return {"images": int(len(flags)), "refused": round(float(flags[:, 0].mean()), 4),
+                "refused_or_marked": round(float(flags[:, 1].mean()), 4)}
+
+    for kind in dict.fromkeys(kinds):
+        result["test_set"][kind] = caught(reliability, outputs, kinds == kind)
+    for kind in dict.fromkeys(train_kinds):
+        keep = train_kinds != kind
+        held_out = fit_gate(fitted_on["image_features"], train_outputs["image_features"][keep], seed)
+        model = type(reliability)(reliability.settings, reliability.crop_density,
+                                  reliability.image_density, held_out)
+        result["kind_left_out_of_gate_training"][kind] = caught(model, outputs, kinds == kind)
+    every = np.concatenate([[v["refused_or_marked"]] * v["images"] for v in result["test_set"].values()])
+    result["test_set_refused_or_marked"] = round(float(every.mean()), 4)
+    left_out = np.concatenate([[v["refused_or_marked"]] * v["images"]
+                               for v in result["kind_left_out_of_gate_training"].values()])
+    result["kind_left_out_refused_or_marked"] = round(float(left_out.mean()), 4)
+    return result
+
+
+if __name__ == "__main__":
+    main()
