@@ -152,10 +152,20 @@ class ReliabilityModel:
 
     def __init__(self, settings, crop_density, image_density, gate):
         self.settings = settings
-        self.temperature = float(settings.get("temperature", 1.0))
-        self.thresholds = settings["thresholds"]
-        self.uncertain_rule = settings["uncertain"]
         self.crop_density, self.image_density, self.gate = crop_density, image_density, gate
+
+    # Read from the settings each time: the fitting script sets them one after another.
+    @property
+    def temperature(self):
+        return float(self.settings.get("temperature", 1.0))
+
+    @property
+    def thresholds(self):
+        return self.settings["thresholds"]
+
+    @property
+    def uncertain_rule(self):
+        return self.settings["uncertain"]
 
     @classmethod
     def load(cls, model_path, settings):

@@ -28,6 +28,13 @@ def test_cards_are_complete_and_match(name):
     if name != "unet":
         assert card["classes"] and card["referral"]["malignant_probability"] > 0
         assert card["validation_metrics"]["ground_truth_mask_crops"]["confusion_matrix"]
+        # Measured at another clinic, and fitted for reliability (temperature, gate, thresholds).
+        external = card["external_validation"]["derm7pt"]
+        assert 0.5 < external["melanoma_vs_nevus_auc"] <= 1.0
+        assert external["referral"]["malignant_probability"] == card["referral"]["malignant_probability"]
+        assert card["reliability"]["temperature"] > 0 and card["reliability"]["sha256"]
+        assert (MODELS / card["reliability"]["file"]).is_file()
+        assert card["calibration"]["ece_ham10000_validation_after"] <= 0.05
 
 
 @pytest.mark.parametrize("task", ["7class", "3class"])
@@ -75,3 +82,30 @@ def test_explained_and_plain_analyses_give_the_same_probabilities(analyzer, task
         explained = analyzer.analyze(path, task, explain=True).probabilities
         plain = analyzer.analyze(path, task, explain=False).probabilities
         assert max(abs(explained[c] - plain[c]) for c in plain) < 1e-5
+
+
+@pytest.mark.parametrize("task", ["7class", "3class"])
+def test_images_that_are_not_dermoscopy_are_refused_or_marked(analyzer, task):
+    """Generated with a seed the gate never saw: documents, flat fields, photos, textures,
+    other medical imaging, graphics, greyscale pictures."""
+    from skinlesion.reliability import NotDermoscopyError
+    from training.not_dermoscopy import generate
+    outcomes = []
+    for kind, images in generate(per_kind=2, seed=7).items():
+        for image in images:
+            try:
+                state = analyzer.analyze(image, task, explain=False).reliability.state
+            except NotDermoscopyError:
+                state = "refused"
+            outcomes.append((kind, state))
+    caught = [state in ("refused", "unusual", "no_lesion") for _, state in outcomes]
+    assert sum(caught) >= len(caught) - 1, outcomes  # measured 96-99% on such sets
+    assert sum(state == "refused" for _, state in outcomes) >= len(outcomes) // 2, outcomes
+
+
+@pytest.mark.parametrize("task", ["7class", "3class"])
+def test_dermoscopy_examples_are_not_refused(analyzer, task):
+    """analyze raises NotDermoscopyError on a refusal; HAM10000 examples read as usual."""
+    states = [analyzer.analyze(path, task, explain=False).reliability.state
+              for path in sorted(EXAMPLES.glob("*.jpg"))]
+    assert all(state in ("confident", "uncertain") for state in states), states

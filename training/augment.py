@@ -1,7 +1,8 @@
 """tf.data augmentations. Geometry is applied to image and mask together; colour to the image.
 
-Two recipes for the classifier: `basic` (flips, rotation, small zoom, mild colour jitter on
-the whole batch) and `other_clinic` (one random camera per image: its lamp, optics, sensor,
+Three recipes for the classifier: `basic` (flips, rotation, small zoom, mild colour jitter on
+the whole batch), `lamp` (basic geometry, another lamp and sensor colour per image) and
+`other_clinic` (one random camera per image: its lamp, optics, sensor,
 compression and dermatoscope frame; the lesion at any angle and any size from a fifth to
 nine tenths of the crop). The second is aimed at what differs between clinics.
 """
@@ -127,9 +128,17 @@ def other_clinic(image, geometry):
     return tf.clip_by_value(image, 0.0, 1.0) * 255.0
 
 
-RECIPES = ("basic", "other_clinic")
+def lamp_only(image, geometry):
+    """Another lamp and sensor only: the basic geometry, the per-image colour changes."""
+    image = geometry(flips(image, square=True), training=True) / 255.0
+    return tf.clip_by_value(lamp(image), 0.0, 1.0) * 255.0
+
+
+RECIPES = ("basic", "lamp", "other_clinic")
 RECIPE_DESCRIPTIONS = {
     "basic": "flips, rot90, rotation, zoom +-15%, brightness/contrast/saturation/hue per batch",
+    "lamp": "per image: flips, rot90, rotation, zoom +-15%; lamp: per-channel gains, brightness, "
+            "contrast, saturation, hue, gamma",
     "other_clinic": "per image: flips, rot90, rotation by any angle, zoom so the lesion box fills "
                     "0.45-0.95 of the side; dermatoscope frame (25%); lamp: per-channel gains, "
                     "brightness, contrast, saturation, hue, gamma; Gaussian blur (30%), "

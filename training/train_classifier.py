@@ -42,7 +42,7 @@ EMA_MOMENTUM = 0.995  # weight averaging over ~200 steps; the average is evaluat
 PATIENCE = 7
 CLASS_WEIGHT_POWER = 1.0  # 1: fully inverse-frequency; 0.5: square root
 SOURCE_BALANCE = 0.5  # within a class, weight each source by (its share)^-power: 0 off, 1 equal
-AUGMENT = "basic"  # basic | other_clinic (training/augment.py)
+AUGMENT = "basic"  # basic | lamp | other_clinic (training/augment.py)
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 VAL_FRACTION = 0.15
@@ -74,7 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--class-weight-power", type=float, default=CLASS_WEIGHT_POWER)
     p.add_argument("--source-balance", type=float, default=SOURCE_BALANCE,
                    help="within each class, weight sources by their share to this power (0: off)")
-    p.add_argument("--augment", default=AUGMENT, choices=["basic", "other_clinic"])
+    p.add_argument("--augment", default=AUGMENT, choices=["basic", "lamp", "other_clinic"])
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
     p.add_argument("--label-sets", default=LABEL_SETS, choices=["all", "source"],
                    help="source: the loss of an image is taken over its source's classes only")
@@ -112,6 +112,11 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
     data = tf.data.Dataset.from_tensor_slices((images, targets, np.asarray(weights, np.float32)))
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if recipe == "lamp":
+        geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
+        data = data.map(lambda x, y, w: (augment.lamp_only(tf.cast(x, tf.float32), geometry), y, w),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     if recipe == "other_clinic":  # one random camera per image, then batches
         # Masked crops are flat skin colour at their borders: extend it ("nearest") rather
         # than mirror the lesion into the corners when zooming out.
