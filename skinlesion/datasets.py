@@ -118,13 +118,28 @@ def read_ham10000(root, classes=None, report=print):
     return samples
 
 
-def _isic2019_csv(root):
+def _csv_with_header(root, accepts):
+    """The first CSV below `root` whose set of column names `accepts`, or None."""
     for path in sorted(Path(root).rglob("*.csv")):
         with open(path, newline="") as handle:
-            header = next(csv.reader(handle), [])
-        if {"image", "MEL", "NV"} <= set(header):
+            header = set(next(csv.reader(handle), []))
+        if accepts(header):
             return path
     return None
+
+
+def _report_rows(name, csv_path, samples, skipped_why, skipped, missing, report):
+    """Say what a labels CSV's reader left out; refuse a CSV that gave nothing usable."""
+    if skipped:
+        report(f"{name}: skipped rows {skipped_why}: {dict(skipped)}")
+    if missing:
+        report(f"{name}: {missing} rows have no image file; skipped.")
+    if not samples:
+        raise DatasetError(f"{csv_path}: no usable rows with images. {LAYOUT_HELP}")
+
+
+def _isic2019_csv(root):
+    return _csv_with_header(root, lambda header: {"image", "MEL", "NV"} <= header)
 
 
 def read_isic2019(root, classes=None, report=print):
@@ -152,12 +167,7 @@ def read_isic2019(root, classes=None, report=print):
                 missing += 1
                 continue
             samples.append(Sample(path, code, lesion_of.get(row["image"], row["image"])))
-    if skipped:
-        report(f"ISIC 2019: skipped rows of classes the task lacks: {dict(skipped)}")
-    if missing:
-        report(f"ISIC 2019: {missing} rows have no image file; skipped.")
-    if not samples:
-        raise DatasetError(f"{truth}: no usable rows with images. {LAYOUT_HELP}")
+    _report_rows("ISIC 2019", truth, samples, "of classes the task lacks", skipped, missing, report)
     return samples
 
 
@@ -233,12 +243,7 @@ IMAGE_ID_COLUMNS = ("image_id", "image")
 
 def _labels_csv(root):
     """The first CSV below `root` with an image id column and a `dx` column, or None."""
-    for path in sorted(Path(root).rglob("*.csv")):
-        with open(path, newline="") as handle:
-            header = set(next(csv.reader(handle), []))
-        if "dx" in header and header & set(IMAGE_ID_COLUMNS):
-            return path
-    return None
+    return _csv_with_header(root, lambda header: "dx" in header and bool(header & set(IMAGE_ID_COLUMNS)))
 
 
 def read_labels_csv(root, classes=None, report=print):
@@ -265,14 +270,8 @@ def read_labels_csv(root, classes=None, report=print):
                 continue
             samples.append(Sample(path, code, row.get("lesion_id") or row[id_column],
                                   masks.get(row[id_column]), resize_to=ISIC2017_SIZE if squashed else None))
-    if skipped:
-        report(f"{labels.name}: skipped rows whose dx is not a class code: {dict(skipped)}")
-    if missing:
-        report(f"{labels.name}: {missing} rows have no image file; skipped.")
-    if not samples:
-        raise DatasetError(f"{labels}: no usable rows with images. {LAYOUT_HELP}")
-    skipped = Counter()
-    return _keep_classes(samples, classes, skipped)
+    _report_rows(labels.name, labels, samples, "whose dx is not a class code", skipped, missing, report)
+    return _keep_classes(samples, classes, Counter())
 
 
 def detect_layout(root):

@@ -7,12 +7,12 @@ gate, the thresholds), stored in the .npz file its card's "reliability" section 
 with that file's sha256. A classifier whose card has no such section runs uncalibrated
 (temperature 1) with no gate and no unusual-image score.
 """
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .cards import ModelFileError, sha256_of
 from .imageio import ImageError
 
 STATES = ("confident", "uncertain", "unusual", "no_lesion", "refused")
@@ -134,14 +134,6 @@ class DermoscopyGate:
                    float(arrays["gate_intercept"]))
 
 
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ReliabilityModel:
     """The fitted parts of one classifier's reliability (see the module docstring).
 
@@ -170,13 +162,12 @@ class ReliabilityModel:
     @classmethod
     def load(cls, model_path, settings):
         """From the card's section; the arrays file is checked against its sha256."""
-        from .cards import ModelFileError
         path = Path(model_path).with_name(settings["file"])
         if not path.is_file():
             raise ModelFileError(f"The reliability file {path} named in the card is missing. "
                                  "Rerun: python -m training.fit_reliability --model "
                                  f"{model_path}")
-        if settings.get("sha256") and sha256_file(path) != settings["sha256"]:
+        if settings.get("sha256") and sha256_of(path) != settings["sha256"]:
             raise ModelFileError(f"{path} does not match the sha256 in its model's card; "
                                  "it was changed or belongs to another model.")
         with np.load(path) as arrays:

@@ -80,11 +80,11 @@ def fitted_models(tiny_models, tiny_ham10000, tiny_labels_csv, tmp_path_factory)
 
 
 def test_fit_writes_the_card_section_and_a_checked_file(fitted_models):
-    from skinlesion.reliability import sha256_file
+    from skinlesion.cards import sha256_of
     card = json.loads((fitted_models / "classifier_7class.json").read_text())
     section = card["reliability"]
     npz = fitted_models / section["file"]
-    assert npz.is_file() and section["sha256"] == sha256_file(npz)
+    assert npz.is_file() and section["sha256"] == sha256_of(npz)
     assert section["temperature"] > 0 and card["calibration"]["temperature"] == section["temperature"]
     assert set(section["thresholds"]) == {"min_colourfulness", "gate_refuse", "gate_mark",
                                           "image_refuse", "image_mark", "unusual_ood"}

@@ -136,9 +136,8 @@ def main(argv=None):
     args = parse_args(argv)
     from skinlesion.classify import load_classifier
     from skinlesion.datasets import read_dataset, split_sources
-    from skinlesion.models import card_path, read_card
-    from skinlesion.reliability import (FeatureDensity, ReliabilityModel, calibrated_probabilities,
-                                        sha256_file)
+    from skinlesion.models import card_path, read_card, sha256_of
+    from skinlesion.reliability import FeatureDensity, ReliabilityModel, calibrated_probabilities
     from training import not_dermoscopy
     from training.evaluate import (REFERRAL_SENSITIVITY, calibration, classification_metrics,
                                    malignant_scores, melanoma_vs_nevus_auc, plot_reliability,
@@ -225,7 +224,8 @@ def main(argv=None):
         plots.mkdir(parents=True, exist_ok=True)
         plot_reliability(calibration(val_labels[val_sources == reference],
                                      probabilities[val_sources == reference]),
-                         plots / f"reliability_calibrated_{reference}_val.png")
+                         plots / f"reliability_calibrated_{reference}_val.png",
+                         f"{reference} validation, calibrated")
     external = {}
     for folder in args.external:
         found = read_dataset(folder, classes=classes)
@@ -243,12 +243,13 @@ def main(argv=None):
         report.update(source=name, data=str(folder), pipeline="serving", split="all")
         external[name] = summary_of(report)
         if plots:
-            plot_reliability(report["reliability"], plots / f"reliability_calibrated_{name}.png")
+            plot_reliability(report["reliability"], plots / f"reliability_calibrated_{name}.png",
+                             f"{name}, calibrated")
     measured["not_dermoscopy"] = measure_not_dermoscopy(
         reliability, test_outputs, test_kinds, negative_outputs, negative_kinds, fitted_on, args.seed)
 
     card = read_card(model_path)
-    card["reliability"] = dict(settings, file=npz.name, sha256=sha256_file(npz),
+    card["reliability"] = dict(settings, file=npz.name, sha256=sha256_of(npz),
                                fitted_by="python -m training.fit_reliability",
                                fitted_on=f"{len(train)} training and {len(val)} validation images of "
                                          f"{', '.join(dict.fromkeys(val_sources))}; "
