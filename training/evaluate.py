@@ -372,7 +372,8 @@ def evaluate_classifier_cli(args, classifier, out):
     metrics = classifier_report(labels, probabilities, classes, out)
     write_probabilities(samples, probabilities, classes, out / "probabilities.csv")
     sources = np.array([s.source for s in samples])
-    if len(set(sources)) > 1:
+    if len(set(sources)) > 1:  # the figures above pool the sources; each one's own here
+        metrics["pooled_sources"] = list(dict.fromkeys(sources))
         metrics["by_source"] = {source: summary_of(classification_metrics(
             labels[sources == source], probabilities[sources == source], classes))
             for source in dict.fromkeys(sources)}

@@ -227,6 +227,9 @@ def main(argv=None):
                          plots / f"reliability_calibrated_{reference}_val.png",
                          f"{reference} validation, calibrated")
     external = {}
+    # The reliability diagrams' data (per bin: confidence, accuracy, count), calibrated.
+    diagrams = {f"{reference}_validation": calibration(val_labels[val_sources == reference],
+                                                       probabilities[val_sources == reference])["bins"]}
     for folder in args.external:
         found = read_dataset(folder, classes=classes)
         labels = np.array([classes.index(s.label) for s in found])
@@ -242,6 +245,7 @@ def main(argv=None):
             if threshold is not None else None
         report.update(source=name, data=str(folder), pipeline="serving", split="all")
         external[name] = summary_of(report)
+        diagrams[name] = report["reliability"]["bins"]
         if plots:
             plot_reliability(report["reliability"], plots / f"reliability_calibrated_{name}.png",
                              f"{name}, calibrated")
@@ -261,7 +265,9 @@ def main(argv=None):
         f"ece_{reference}_validation_before": calibration(val_labels[val_sources == reference],
                                                           raw[val_sources == reference])["expected_calibration_error"],
         f"ece_{reference}_validation_after": measured["validation"][reference]["ece"],
-        **{f"ece_{name}_after": measured[name][name]["ece"] for name in external}}
+        **{f"ece_{name}_after": measured[name][name]["ece"] for name in external},
+        "reliability_diagrams": diagrams,
+        "diagram_files": f"reliability_calibrated_*.png in {plots}" if plots else None}
     if referral:
         card["referral"] = referral
     if external:
