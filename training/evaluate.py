@@ -224,7 +224,7 @@ def plot_reliability(reliability, path, label=""):
              width=0.09, edgecolor="black", label="accuracy")
     axes.plot([0, 1], [0, 1], "k:", label="perfect calibration")
     axes.set(xlabel="top-class probability", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-             title=f"Reliability{', ' + label if label else ''} (ECE {reliability['expected_calibration_error']:.3f})")
+             title=f"Reliability{', ' + label if label else ''}\n(ECE {reliability['expected_calibration_error']:.3f})")
     axes.legend(loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
