@@ -53,4 +53,18 @@ def check_model_file(model_path):
             f"Model file {model_path} does not match its card (sha256 {actual[:12]}... "
             f"but the card says {str(card.get('sha256'))[:12]}...): the file is corrupt "
             "or was replaced without a new card.")
+    _check_companion(model_path, card.get("reliability"))
     return card
+
+
+def _check_companion(model_path, section):
+    """The reliability file a classifier's card names: present and unchanged."""
+    if not section or not section.get("file"):
+        return
+    path = Path(model_path).with_name(section["file"])
+    if not path.is_file():
+        raise ModelFileError(f"The reliability file {path} named in the card is missing. "
+                             f"Rerun: python -m training.fit_reliability --model {model_path}")
+    if section.get("sha256") and sha256_of(path) != section["sha256"]:
+        raise ModelFileError(f"{path} does not match the sha256 in its model's card; it was "
+                             "changed or belongs to another model.")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .cards import ModelFileError, sha256_of
 from .imageio import ImageError
 
 STATES = ("confident", "uncertain", "unusual", "no_lesion", "refused")
@@ -161,15 +160,8 @@ class ReliabilityModel:
 
     @classmethod
     def load(cls, model_path, settings):
-        """From the card's section; the arrays file is checked against its sha256."""
+        """From the card's section (cards.check_model_file has checked the file's sha256)."""
         path = Path(model_path).with_name(settings["file"])
-        if not path.is_file():
-            raise ModelFileError(f"The reliability file {path} named in the card is missing. "
-                                 "Rerun: python -m training.fit_reliability --model "
-                                 f"{model_path}")
-        if settings.get("sha256") and sha256_of(path) != settings["sha256"]:
-            raise ModelFileError(f"{path} does not match the sha256 in its model's card; "
-                                 "it was changed or belongs to another model.")
         with np.load(path) as arrays:
             return cls(settings, FeatureDensity.from_arrays(arrays, "crop"),
                        FeatureDensity.from_arrays(arrays, "image"), DermoscopyGate.from_arrays(arrays))

@@ -106,6 +106,11 @@ def test_a_changed_reliability_file_is_refused(fitted_models, tmp_path):
     npz.write_bytes(npz.read_bytes() + b"x")
     with pytest.raises(ModelFileError, match="does not match"):
         load_classifier(copy / "classifier_7class.h5")
+    # The check needs no TensorFlow: gunicorn's master runs it before forking.
+    from skinlesion.cards import check_model_file
+    npz.unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        check_model_file(copy / "classifier_7class.h5")
 
 
 def test_analysis_carries_its_reliability_and_refuses_greyscale(fitted_models):
