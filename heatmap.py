@@ -69,7 +69,7 @@ class Explainer:
         # The pooled features (the classifier head's input), averaged over the views: what
         # the unusual-image score measures.
         pooled = tf.reduce_mean(features, axis=(0, 1, 2))
-        return probabilities, logits, cam, index, pooled
+        return probabilities, cam, index, pooled
 
     def _smoothgrad(self, image, class_index):
         import tensorflow as tf
@@ -87,8 +87,8 @@ class Explainer:
         """image: (H, W, 3) uint8 at the model's input size. views: optional (V, H, W, 3)
         batch starting with the image (test-time views); probabilities are their mean.
 
-        Returns a dict: probabilities, view_logits (V, classes), features (the pooled
-        features, averaged over the views), class_index, gradcam and saliency maps
+        Returns a dict: probabilities, features (the pooled features, averaged over the
+        views), class_index, gradcam and saliency maps
         (float32 in [0, 1] at the input size), and gradcam_empty when the Grad-CAM had
         no positive evidence (the map is then all zero, not noise scaled up).
         """
@@ -96,10 +96,9 @@ class Explainer:
         batch = tf.constant(np.asarray(image, np.float32)[None])
         views = batch if views is None else tf.constant(np.asarray(views, np.float32))
         wanted = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        probabilities, logits, cam, index, pooled = self._cam(views, wanted)
+        probabilities, cam, index, pooled = self._cam(views, wanted)
         cam = cam.numpy()
-        result = {"probabilities": probabilities.numpy(), "view_logits": logits.numpy(),
-                  "features": pooled.numpy(),
+        result = {"probabilities": probabilities.numpy(), "features": pooled.numpy(),
                   "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON)}
         result["gradcam"] = normalise(cv2.resize(cam, self.input_shape[::-1],
                                                  interpolation=cv2.INTER_LINEAR))

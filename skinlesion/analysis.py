@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .classes import task_classes
-from .classify import CalibrationError, apply_site_calibration, load_classifier
+from .classify import (CalibrationError, apply_site_calibration, load_classifier,
+                       read_site_calibration)
 from .imageio import load_image, save_mask_png
 from .measure import contour_overlay, measure_lesion
 from .models import load_checked_model
@@ -113,15 +114,11 @@ class Analyzer:
 
     def calibrate(self, path):
         """Apply a site calibration file to the classifier of its task."""
-        import json
-        try:
-            task = json.loads(Path(path).read_text()).get("task")
-        except (OSError, ValueError) as error:
-            raise CalibrationError(f"Site calibration {path} cannot be read ({error}).") from None
-        if task not in self.classifiers:
-            raise CalibrationError(f"Site calibration {path} is for task {task!r}, which is not "
-                                   f"loaded ({', '.join(self.classifiers)}).")
-        return apply_site_calibration(self.classifiers[task], path)
+        site = read_site_calibration(path)
+        if site.get("task") not in self.classifiers:
+            raise CalibrationError(f"Site calibration {path} is for task {site.get('task')!r}, which "
+                                   f"is not loaded ({', '.join(self.classifiers)}).")
+        return apply_site_calibration(self.classifiers[site["task"]], site, path)
 
     @property
     def tasks(self):
@@ -184,7 +181,8 @@ class Analyzer:
             ood_score, unusual, unusual_reasons = None, False, []
             uncertain_reasons = (["no class reaches 50% probability"]
                                  if float(probabilities.max()) < LOW_CONFIDENCE else [])
-        reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons, ood_score)
+        reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons,
+                               ood_score, segmentation.reason)
         warnings = [] if reliability.state == "confident" else [reliability.message]
         return Analysis(
             task=task, image=image, mask=segmentation.mask, lesion_found=segmentation.found,

@@ -133,15 +133,22 @@ class CalibrationError(ValueError):
     """A site calibration file that cannot be used with this model."""
 
 
-def apply_site_calibration(classifier, path):
-    """Use a clinic's own referral threshold (written by training.calibrate) for this
-    classifier; refused with a clear message when made for another model."""
+def read_site_calibration(path):
+    """A site calibration file (written by training.calibrate) as a dict, or CalibrationError."""
     import json
     try:
-        site = json.loads(open(path).read())
-        threshold = float(site["threshold"])
+        with open(path) as handle:
+            site = json.load(handle)
+        site["threshold"] = float(site["threshold"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CalibrationError(f"Site calibration {path} cannot be read ({error}).") from None
+    return site
+
+
+def apply_site_calibration(classifier, site, path):
+    """Use a clinic's own referral threshold for this classifier; refused with a clear
+    message when the file was made for another model."""
+    threshold = site["threshold"]
     if site.get("model_sha256") != classifier.card.get("sha256"):
         raise CalibrationError(
             f"Site calibration {path} was made for another model (sha256 "

@@ -63,7 +63,7 @@ class Sample:
     label: str | None  # a class code, or None when only a mask is known
     group: str  # lesion id where known, else the image id: the unit of the split
     mask: Path | None = None
-    source: str = ""  # the data set it came from (the layout's name)
+    source: str = ""  # the data set it came from: its folder's name (read_dataset sets it)
     resize_to: tuple | None = None  # (height, width) to restore on loading, or None
 
 

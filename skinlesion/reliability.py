@@ -14,7 +14,6 @@ import numpy as np
 
 from .imageio import ImageError
 
-STATES = ("confident", "uncertain", "unusual", "no_lesion", "refused")
 STATE_LABELS = {"confident": "Confident", "uncertain": "Uncertain", "unusual": "Unusual image",
                 "no_lesion": "No lesion found", "refused": "Not analysed"}
 UNUSUAL_MESSAGE = ("This image differs from the images the models were trained on; their "
@@ -198,19 +197,14 @@ class ReliabilityModel:
         return float(self.crop_density.score(crop_features)[0])
 
     def is_uncertain(self, probabilities, malignant, referral_threshold):
-        """Reasons for "uncertain": the two leading classes close together, or the
-        malignant probability just under the referral threshold (where a missed melanoma
-        most often sits)."""
-        reasons = []
-        top = np.sort(np.asarray(probabilities))[::-1]
-        if len(top) > 1 and top[0] - top[1] < self.uncertain_rule["margin"]:
-            reasons.append("the two most likely diagnoses are close")
-        low = self.uncertain_rule["grey_zone"] * (referral_threshold or 0.0)
-        if referral_threshold is not None and low <= malignant < referral_threshold:
-            reasons.append("the malignant probability is just under the referral threshold")
-        return reasons
+        """Reasons for "uncertain" (see `uncertain_rule`), in words."""
+        close, grey = uncertain_rule(np.atleast_2d(probabilities), np.atleast_1d(malignant),
+                                     referral_threshold, **self.uncertain_rule)
+        return ([("the two most likely diagnoses are close")] if close[0] else []) + \
+            (["the malignant probability is just under the referral threshold"] if grey[0] else [])
 
     def assess(self, probabilities, malignant, referral_threshold, crop_features, marks=()):
+        """After the classifier: (unusual-image score, unusual?, its reasons, uncertain reasons)."""
         score = self.ood_score(crop_features)
         reasons = list(marks)
         if score > self.thresholds["unusual_ood"]:
@@ -219,11 +213,24 @@ class ReliabilityModel:
         return score, bool(reasons), reasons, uncertain
 
 
-def state_of(lesion_found, unusual, unusual_reasons, uncertain_reasons, ood_score):
+def uncertain_rule(probabilities, malignant, referral_threshold, margin, grey_zone):
+    """The "uncertain" rule on a batch: (the two leading classes within `margin`, the
+    malignant probability in [grey_zone x threshold, threshold): where a missed melanoma
+    most often sits). Both boolean arrays; the fitting script searches margin and grey_zone."""
+    top = np.sort(probabilities, axis=1)[:, ::-1]
+    close = (top[:, 0] - top[:, 1] < margin) if top.shape[1] > 1 else np.zeros(len(top), bool)
+    if referral_threshold is None:
+        return close, np.zeros(len(top), bool)
+    grey = (malignant >= grey_zone * referral_threshold) & (malignant < referral_threshold)
+    return close, grey
+
+
+def state_of(lesion_found, unusual, unusual_reasons, uncertain_reasons, ood_score, lesion_message=""):
     """The one reliability state shown with the result, most serious first."""
     if not lesion_found:
-        state, message = "no_lesion", ("No lesion was found in this image, so the figures below "
-                                       "describe the whole image and are not a reading of a lesion.")
+        state, message = "no_lesion", ((lesion_message or "No lesion was found in this image.")
+                                       + " The figures below describe the whole image and are "
+                                         "not a reading of a lesion.")
     elif unusual:
         state, message = "unusual", UNUSUAL_MESSAGE
     elif uncertain_reasons:

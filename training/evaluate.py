@@ -294,10 +294,11 @@ def select(folders, card, split, classes=None):
     return split_sources(folders, classes, settings["val_fraction"], settings["seed"])[1]
 
 
-def serving_pass(classifier, samples, models_dir, images=None):
+def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=False):
     """Every image through the serving path (U-Net mask -> crop -> classifier), keeping what
-    calibration and the reliability checks need: per image the view logits, the pooled
-    features of the crop and of the whole image, whether a lesion was found, colourfulness.
+    calibration and the reliability checks need: the view logits (views, N, classes), the
+    pooled features of the crop, whether a lesion was found and, with `screen_inputs`, what
+    the dermoscopy gate reads (whole-image features, colourfulness: one more forward pass).
     `images`: decoded images instead of the samples' files (for generated test sets)."""
     from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
@@ -313,17 +314,20 @@ def serving_pass(classifier, samples, models_dir, images=None):
         view_logits, features = classifier.outputs(crop[None])
         rows["view_logits"].append(view_logits[:, 0])
         rows["features"].append(features[0])
-        rows["image_features"].append(classifier.image_features(prepared)[0])
         rows["found"].append(segmentation.found)
-        rows["colourfulness"].append(colourfulness(image))
-    return {key: np.array(value) for key, value in rows.items()}
+        if screen_inputs:
+            rows["image_features"].append(classifier.image_features(prepared)[0])
+            rows["colourfulness"].append(colourfulness(image))
+    outputs = {key: np.array(value) for key, value in rows.items() if value}
+    outputs["view_logits"] = np.stack(rows["view_logits"], axis=1)  # (views, N, classes)
+    return outputs
 
 
 def classify_serving(classifier, samples, models_dir):
     """Calibrated probabilities through the full serving path."""
     from skinlesion.reliability import calibrated_probabilities
     view_logits = serving_pass(classifier, samples, models_dir)["view_logits"]
-    return calibrated_probabilities(view_logits.transpose(1, 0, 2), classifier.temperature)
+    return calibrated_probabilities(view_logits, classifier.temperature)
 
 
 def classify_ground_truth(classifier, samples, batch_size=64):
@@ -400,11 +404,9 @@ def evaluate_external(classifier, folder, models_dir, out):
 
 
 def evaluate_segmenter_cli(args, model, card, out):
-    samples = [s for s in select(args.data, card, "all") if s.mask is not None]
+    samples = [s for s in select(args.data, card, args.split) if s.mask is not None]
     if not samples:
         raise SystemExit(f"{args.data}: no images with lesion masks to evaluate a segmenter on.")
-    samples = select(args.data, card, args.split) if args.split == "val" else samples
-    samples = [s for s in samples if s.mask is not None]
     shape = (card["input_size"]["height"], card["input_size"]["width"])
     jaccards = segment_jaccards(model, samples, tuple(card["preprocessing"]), shape)
     plot_jaccard_histogram(jaccards, out / "jaccard_histogram.png")

@@ -91,14 +91,14 @@ def choose_uncertain_rule(probabilities, malignant, threshold, warned_unusual, l
     """(margin, grey_zone): among the rules that warn on at most `budget` of the reference
     source's validation images (HAM10000: unusual or uncertain), the one that warns on most
     of the other sources' melanomas the referral flag misses (ties: fewer warnings)."""
-    top = np.sort(probabilities, 1)[:, ::-1]
-    gap = top[:, 0] - top[:, 1]
+    from skinlesion.reliability import uncertain_rule
     ham = sources == reference
     missed = (labels == classes.index("mel")) & (malignant < threshold) & ~ham
     best = None
     for margin in np.round(np.arange(0.0, 0.61, 0.05), 2):
         for grey in np.round(np.arange(1.0, -0.01, -0.05), 2):
-            uncertain = (gap < margin) | ((malignant >= grey * threshold) & (malignant < threshold))
+            close, near_threshold = uncertain_rule(probabilities, malignant, threshold, margin, grey)
+            uncertain = close | near_threshold
             warned = uncertain | warned_unusual
             ham_rate = warned[ham].mean() if ham.any() else 0.0
             caught = warned[missed].mean() if missed.any() else 0.0
@@ -119,11 +119,11 @@ def warnings_of(reliability, outputs, probabilities, malignant, threshold):
     for index in range(len(probabilities)):
         refusal, marks = reliability.screen_features(outputs["colourfulness"][index],
                                                      outputs["image_features"][index])
-        score = reliability.ood_score(outputs["features"][index])
+        _, far, _, unsure = reliability.assess(probabilities[index], malignant[index], threshold,
+                                              outputs["features"][index], marks)
         refused.append(refusal is not None)
-        unusual.append(bool(marks) or score > reliability.thresholds["unusual_ood"]
-                       or not outputs["found"][index])
-        uncertain.append(bool(reliability.is_uncertain(probabilities[index], malignant[index], threshold)))
+        unusual.append(far or not outputs["found"][index])
+        uncertain.append(bool(unsure))
     return np.array(refused), np.array(unusual), np.array(uncertain)
 
 
@@ -158,8 +158,7 @@ def main(argv=None):
 
     def run(samples, name, images=None):
         began = time.time()
-        outputs = serving_pass(classifier, samples, args.models, images)
-        outputs["view_logits"] = outputs["view_logits"].transpose(1, 0, 2)  # (views, N, classes)
+        outputs = serving_pass(classifier, samples, args.models, images, screen_inputs=True)
         print(f"{name}: {len(outputs['found'])} images in {time.time() - began:.0f}s", flush=True)
         return outputs
 
@@ -306,37 +305,32 @@ def measure(reliability, outputs, labels, sources, classes, temperature, thresho
 
 
 def measure_not_dermoscopy(reliability, outputs, kinds, train_outputs, train_kinds, fitted_on, seed):
-    """Refused-or-marked share per kind of a second generated set; and leaving each kind
-    out of the gate's training, the share of that kind refused or marked (kinds never seen)."""
-    result = {"test_set": {}, "kind_left_out_of_gate_training": {}}
+    """Refused-or-marked (unusual, or no lesion) share per kind of a second generated set;
+    and, leaving each kind out of the gate's training in turn, the same for that kind."""
+    from skinlesion.reliability import calibrated_probabilities
+    probabilities = calibrated_probabilities(outputs["view_logits"], reliability.temperature)
 
-    def caught(model, index_outputs, selection):
-        flags = []
-        for index in np.flatnonzero(selection):
-            refusal, marks = model.screen_features(index_outputs["colourfulness"][index],
-                                                   index_outputs["image_features"][index])
-            unusual = model.ood_score(index_outputs["features"][index]) > model.thresholds["unusual_ood"]
-            flags.append((refusal is not None, refusal is not None or bool(marks) or unusual
-                          or not index_outputs["found"][index]))
-        flags = np.array(flags)
-        return {"images": int(len(flags)), "refused": round(float(flags[:, 0].mean()), 4),
-                "refused_or_marked": round(float(flags[:, 1].mean()), 4)}
+    def judged(model):  # the serving verdicts; "uncertain" does not count here
+        refused, unusual, _ = warnings_of(model, outputs, probabilities, np.zeros(len(kinds)), None)
+        return refused, refused | unusual
 
-    for kind in dict.fromkeys(kinds):
-        result["test_set"][kind] = caught(reliability, outputs, kinds == kind)
+    def by_kind(refused, caught, names):
+        return {kind: {"images": int((kinds == kind).sum()), "refused": rate(refused, kinds == kind),
+                       "refused_or_marked": rate(caught, kinds == kind)} for kind in names}
+
+    refused, caught = judged(reliability)
+    result = {"test_set": by_kind(refused, caught, dict.fromkeys(kinds)),
+              "test_set_refused_or_marked": rate(caught), "kind_left_out_of_gate_training": {}}
+    caught_unseen = np.zeros(len(kinds), bool)
     for kind in dict.fromkeys(train_kinds):
-        keep = train_kinds != kind
-        held_out = fit_gate(fitted_on["image_features"], train_outputs["image_features"][keep], seed)
-        model = type(reliability)(reliability.settings, reliability.crop_density,
-                                  reliability.image_density, held_out)
-        result["kind_left_out_of_gate_training"][kind] = caught(model, outputs, kinds == kind)
-    every = np.concatenate([[v["refused_or_marked"]] * v["images"] for v in result["test_set"].values()])
-    result["test_set_refused_or_marked"] = round(float(every.mean()), 4)
-    left_out = np.concatenate([[v["refused_or_marked"]] * v["images"]
-                               for v in result["kind_left_out_of_gate_training"].values()])
-    result["kind_left_out_refused_or_marked"] = round(float(left_out.mean()), 4)
+        held_out = fit_gate(fitted_on["image_features"], train_outputs["image_features"][train_kinds != kind],
+                            seed)
+        refused, caught = judged(type(reliability)(reliability.settings, reliability.crop_density,
+                                                   reliability.image_density, held_out))
+        result["kind_left_out_of_gate_training"].update(by_kind(refused, caught, [kind]))
+        caught_unseen[kinds == kind] = caught[kinds == kind]
+    result["kind_left_out_refused_or_marked"] = rate(caught_unseen)
     return result
-
 
 if __name__ == "__main__":
     main()

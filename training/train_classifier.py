@@ -112,16 +112,14 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
     data = tf.data.Dataset.from_tensor_slices((images, targets, np.asarray(weights, np.float32)))
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if recipe == "lamp":
-        geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
-        data = data.map(lambda x, y, w: (augment.lamp_only(tf.cast(x, tf.float32), geometry), y, w),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-        return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    if recipe == "other_clinic":  # one random camera per image, then batches
-        # Masked crops are flat skin colour at their borders: extend it ("nearest") rather
-        # than mirror the lesion into the corners when zooming out.
-        geometry = augment.other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
-        data = data.map(lambda x, y, w: (augment.other_clinic(tf.cast(x, tf.float32), geometry), y, w),
+    if recipe in ("lamp", "other_clinic"):  # a random change per image, then batches
+        if recipe == "lamp":
+            geometry, per_image = augment.geometry_layers(rotation=0.5, zoom=0.15), augment.lamp_only
+        else:  # masked crops are flat skin colour at their borders: extend it ("nearest")
+            # rather than mirror the lesion into the corners when zooming out
+            geometry = augment.other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
+            per_image = augment.other_clinic
+        data = data.map(lambda x, y, w: (per_image(tf.cast(x, tf.float32), geometry), y, w),
                         num_parallel_calls=tf.data.AUTOTUNE)
         return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
