@@ -23,16 +23,23 @@ raw_env = [f"SKINLESION_TF_THREADS={os.environ.get('SKINLESION_TF_THREADS', max(
 
 
 def on_starting(server):
-    """Check every model file against its card before forking (no TensorFlow needed):
-    a missing or corrupt model stops the server with one clear line naming the file."""
+    """Check every model file against its card, and a site calibration file against its
+    model, before forking (no TensorFlow needed): a missing or corrupt file stops the server
+    with one clear line naming it."""
     import sys
     from pathlib import Path
     from skinlesion.cards import ModelFileError, check_model_file
     models = Path(os.environ.get("SKINLESION_MODELS_DIR", Path(__file__).resolve().parent / "models"))
     tasks = [t.strip() for t in os.environ.get("SKINLESION_TASKS", "7class,3class").split(",") if t.strip()]
+    from skinlesion.classify import (CalibrationError, check_site_calibration, for_site,
+                                     read_site_calibration)
     try:
-        for name in ["unet.h5"] + [f"classifier_{task}.h5" for task in tasks]:
-            check_model_file(models / name)
-    except ModelFileError as error:
+        check_model_file(models / "unet.h5")
+        cards = {task: check_model_file(models / f"classifier_{task}.h5") for task in tasks}
+        path = os.environ.get("SKINLESION_CALIBRATION")
+        if path:  # a clinic's own threshold, made for one of the loaded models
+            site = read_site_calibration(path)
+            check_site_calibration(site, for_site(site, cards, path), path)
+    except (ModelFileError, CalibrationError) as error:
         server.log.error("Cannot start: %s", error)
         sys.exit(1)

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .classes import task_classes
-from .classify import (CalibrationError, apply_site_calibration, load_classifier,
-                       read_site_calibration)
+from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import load_image, save_mask_png
 from .measure import contour_overlay, measure_lesion
 from .models import load_checked_model
@@ -115,10 +114,7 @@ class Analyzer:
     def calibrate(self, path):
         """Apply a site calibration file to the classifier of its task."""
         site = read_site_calibration(path)
-        if site.get("task") not in self.classifiers:
-            raise CalibrationError(f"Site calibration {path} is for task {site.get('task')!r}, which "
-                                   f"is not loaded ({', '.join(self.classifiers)}).")
-        return apply_site_calibration(self.classifiers[site["task"]], site, path)
+        return apply_site_calibration(for_site(site, self.classifiers, path), site, path)
 
     @property
     def tasks(self):

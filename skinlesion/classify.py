@@ -145,16 +145,29 @@ def read_site_calibration(path):
     return site
 
 
-def apply_site_calibration(classifier, site, path):
-    """Use a clinic's own referral threshold for this classifier; refused with a clear
-    message when the file was made for another model."""
-    threshold = site["threshold"]
-    if site.get("model_sha256") != classifier.card.get("sha256"):
+def for_site(site, loaded, path):
+    """What `loaded` (by task) holds for the task a site calibration was made for."""
+    if site.get("task") not in loaded:
+        raise CalibrationError(f"Site calibration {path} is for task {site.get('task')!r}, which "
+                               f"is not loaded ({', '.join(loaded)}).")
+    return loaded[site["task"]]
+
+
+def check_site_calibration(site, card, path):
+    """Refuse a site calibration made for another model than the one `card` describes
+    (needs no TensorFlow: gunicorn's master checks it before forking)."""
+    if site.get("model_sha256") != card.get("sha256"):
         raise CalibrationError(
             f"Site calibration {path} was made for another model (sha256 "
             f"{str(site.get('model_sha256'))[:12]}..., this {site.get('task', '?')} model is "
-            f"{str(classifier.card.get('sha256'))[:12]}...). Recalibrate with: python -m "
+            f"{str(card.get('sha256'))[:12]}...). Recalibrate with: python -m "
             f"training.calibrate DIR --task {site.get('task', 'TASK')} --out {path}")
+
+
+def apply_site_calibration(classifier, site, path):
+    """Use a clinic's own referral threshold for this classifier."""
+    check_site_calibration(site, classifier.card, path)
+    threshold = site["threshold"]
     classifier.referral_threshold = threshold
     classifier.referral = dict(classifier.referral or {}, malignant_probability=threshold,
                                site={key: site.get(key) for key in (

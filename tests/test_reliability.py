@@ -203,3 +203,25 @@ def test_site_calibration_needs_melanomas(fitted_models, tmp_path):
     with pytest.raises(SystemExit, match="melanomas"):
         calibrate.main([str(site_folder(tmp_path / "site", melanomas=2)), "--task", "7class",
                         "--out", str(tmp_path / "s.json"), "--models", str(fitted_models)])
+
+
+def test_gunicorn_master_refuses_a_calibration_for_another_model(fitted_models, tmp_path, monkeypatch):
+    """Checked before forking (no TensorFlow), so no worker boots with it."""
+    import runpy
+    from types import SimpleNamespace
+    from conftest import ROOT
+    card = json.loads((fitted_models / "classifier_7class.json").read_text())
+    site = {"task": "7class", "threshold": 0.2, "model_sha256": card["sha256"]}
+    (tmp_path / "site.json").write_text(json.dumps(site))
+    (tmp_path / "other.json").write_text(json.dumps(dict(site, model_sha256="0" * 64)))
+    monkeypatch.setenv("SKINLESION_MODELS_DIR", str(fitted_models))
+    monkeypatch.setenv("SKINLESION_TASKS", "7class")
+    logged = []
+    server = SimpleNamespace(log=SimpleNamespace(error=lambda *args: logged.append(args[0] % args[1:])))
+    on_starting = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_starting"]
+    monkeypatch.setenv("SKINLESION_CALIBRATION", str(tmp_path / "site.json"))
+    on_starting(server)  # the right model: starts
+    monkeypatch.setenv("SKINLESION_CALIBRATION", str(tmp_path / "other.json"))
+    with pytest.raises(SystemExit):
+        on_starting(server)
+    assert "made for another model" in logged[-1]
