@@ -9,7 +9,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from webapp import create_app  # noqa: E402
+from webapp import create_app, sweep_orphans_at_start  # noqa: E402
 
 HOST = os.environ.get("SKINLESION_HOST", "127.0.0.1")
 PORT = int(os.environ.get("SKINLESION_PORT", "8083"))
@@ -20,9 +20,11 @@ def main():
     from skinlesion.classify import CalibrationError
     from skinlesion.models import ModelFileError
     try:
-        app = create_app()
+        # The one single-user setting: on loopback, no accounts (webapp/auth.py).
+        app = create_app({"WORKSTATION": True, "LISTEN_HOST": HOST})
     except (ModelFileError, CalibrationError) as error:
         sys.exit(f"Cannot start: {error}")
+    sweep_orphans_at_start(app.config)
     print(f"Serving on http://{HOST}:{PORT}  (Ctrl+C to stop)", flush=True)
     app.run(host=HOST, port=PORT, debug=False, threaded=True)
 

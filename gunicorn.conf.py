@@ -19,27 +19,33 @@ max_requests_jitter = int(os.environ.get("SKINLESION_MAX_REQUESTS_JITTER", "50")
 limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
-raw_env = [f"SKINLESION_TF_THREADS={os.environ.get('SKINLESION_TF_THREADS', max(1, (os.cpu_count() or 2) // workers))}"]
+raw_env = [
+    f"SKINLESION_TF_THREADS={os.environ.get('SKINLESION_TF_THREADS', max(1, (os.cpu_count() or 2) // workers))}",
+    # A worker restarted after a model or the database went bad comes up degraded (503s, a
+    # failing /api/health, one error line) instead of making the master halt every worker.
+    f"SKINLESION_BOOT_FAILURE={os.environ.get('SKINLESION_BOOT_FAILURE', 'degrade')}",
+]
 
 
 def on_starting(server):
     """Check every model file against its card, and a site calibration file against its
     model, before forking (no TensorFlow needed): a missing or corrupt file stops the server
-    with one clear line naming it."""
+    with one clear line naming it. Then sweep orphan files, once for all workers."""
     import sys
-    from pathlib import Path
-    from skinlesion.cards import ModelFileError, check_model_file
-    models = Path(os.environ.get("SKINLESION_MODELS_DIR", Path(__file__).resolve().parent / "models"))
-    tasks = [t.strip() for t in os.environ.get("SKINLESION_TASKS", "7class,3class").split(",") if t.strip()]
+    from skinlesion.cards import ModelFileError, check_model_file, model_paths
     from skinlesion.classify import (CalibrationError, check_site_calibration, for_site,
                                      read_site_calibration)
+    from webapp import sweep_orphans_at_start
+    from webapp.config import from_environment
+    config = from_environment()
     try:
-        check_model_file(models / "unet.h5")
-        cards = {task: check_model_file(models / f"classifier_{task}.h5") for task in tasks}
-        path = os.environ.get("SKINLESION_CALIBRATION")
-        if path:  # a clinic's own threshold, made for one of the loaded models
-            site = read_site_calibration(path)
-            check_site_calibration(site, for_site(site, cards, path), path)
+        segmenter, *classifiers = model_paths(config["MODELS_DIR"], config["TASKS"])
+        check_model_file(segmenter)
+        cards = {task: check_model_file(path) for task, path in zip(config["TASKS"], classifiers)}
+        if config["CALIBRATION"]:  # a clinic's own threshold, made for one of the loaded models
+            site = read_site_calibration(config["CALIBRATION"])
+            check_site_calibration(site, for_site(site, cards, config["CALIBRATION"]), config["CALIBRATION"])
     except (ModelFileError, CalibrationError) as error:
         server.log.error("Cannot start: %s", error)
         sys.exit(1)
+    sweep_orphans_at_start(config)  # here, once, not in every worker

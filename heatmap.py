@@ -156,12 +156,26 @@ def overlay(image, heat, colormap="jet", alpha=0.45):
 
 
 def save_rgb(image, folder, name, quality=90):
-    """Write an RGB array into `folder` as `name` (.jpg/.png/.webp by suffix). Returns the path."""
+    """Write an RGB array into `folder` as `name` (.jpg/.png/.webp by suffix). Returns the path.
+
+    Encoding and writing are separate steps so that their failures cannot be mistaken
+    for each other: EncodingError for an image the format cannot hold, OSError for a
+    disk that is full or not writable.
+    """
     path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, quality], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, quality],
               ".webp": [cv2.IMWRITE_WEBP_QUALITY, quality]}.get(suffix, [])
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params):
-        raise OSError(f"Could not write {path}")
+    try:
+        encoded, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    except cv2.error as error:
+        raise EncodingError(f"{name}: {error.err or error}") from None
+    if not encoded:
+        raise EncodingError(f"{name}: the {suffix} encoder refused a {image.shape[1]}x{image.shape[0]} image")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes())
     return path
+
+
+class EncodingError(ValueError):
+    """An image could not be encoded (not a storage problem)."""

@@ -11,7 +11,6 @@ reason. --calibration site.json uses a clinic's own referral threshold. Exit sta
 2 some skipped, 1 usage error.
 """
 import argparse
-import csv
 import os
 import sys
 import time
@@ -85,6 +84,7 @@ def run(args):
     masks.mkdir(parents=True, exist_ok=True)
 
     from skinlesion.analysis import Analyzer
+    from skinlesion.export import SpreadsheetWriter
     from skinlesion.imageio import ImageError, save_mask_png
     analyzer = Analyzer(args.models, tasks=(args.task,), calibration=args.calibration)
     classes = analyzer.classifier(args.task).classes
@@ -94,7 +94,7 @@ def run(args):
     errors = []
     started = time.time()
     with open(out / "predictions.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = SpreadsheetWriter(handle)
         writer.writerow(columns)
         for done, (path, name) in enumerate(zip(images, output_names(images)), start=1):
             try:
@@ -116,7 +116,7 @@ def run(args):
     error_file = out / "errors.csv"
     if errors:
         with open(error_file, "w", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = SpreadsheetWriter(handle)
             writer.writerow(["image", "path", "error"])
             writer.writerows(errors)
     elif error_file.exists():

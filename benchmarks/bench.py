@@ -157,7 +157,8 @@ class Gunicorn:
         env = dict(os.environ, SKINLESION_BIND=f"127.0.0.1:{self.port}", SKINLESION_WORKERS=str(workers),
                    SKINLESION_THREADS="2", SKINLESION_MODELS_DIR=str(models_dir),
                    SKINLESION_UPLOAD_DIR=str(self.folder / "u"), SKINLESION_HEATMAP_DIR=str(self.folder / "h"),
-                   SKINLESION_DATABASE=str(self.folder / "db.sqlite3"), SKINLESION_MAX_REQUESTS="0")
+                   SKINLESION_DATABASE=str(self.folder / "db.sqlite3"), SKINLESION_MAX_REQUESTS="0",
+                   SKINLESION_REQUIRE_LOGIN="never")  # loopback measurement, nobody else on it
         self.started = time.perf_counter()
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                                          "app:create_app()"], cwd=ROOT, env=env,

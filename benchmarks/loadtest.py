@@ -98,14 +98,20 @@ def kill_mid_analysis(server, images):
             "rows": len(rows), "rows_with_missing_files": missing}
 
 
-def orphans_after_restart(server_folder, models):
-    """Start the app again on the same folders: the sweep removes files without a row."""
-    from webapp import create_app
-    app = create_app({"MODELS_DIR": models, "UPLOAD_DIR": server_folder / "u", "HEATMAP_DIR": server_folder / "h",
-                      "DATABASE": server_folder / "db.sqlite3", "WARM_UP": False})
-    known = app.extensions["skinlesion"].store.all_file_names()
-    files = [p.name for folder in ("u", "h") for p in (server_folder / folder).iterdir() if not p.name.startswith(".")]
-    return {"files_without_row_after_sweep": sum(name not in known for name in files)}
+def orphans_after_restart(server_folder):
+    """The sweep of a later start (past the grace period) removes the files without a row
+    that the killed worker left; before it, they are counted too."""
+    from webapp.store import Store, sweep_orphans
+    store = Store(server_folder / "db.sqlite3")
+    folders = [server_folder / "u", server_folder / "h"]
+
+    def without_row():
+        known = store.all_file_names()
+        return sum(p.name not in known for folder in folders for p in folder.iterdir() if not p.name.startswith("."))
+
+    before = without_row()
+    sweep_orphans(store, folders, grace_seconds=0)
+    return {"files_without_row_before_sweep": before, "files_without_row_after_sweep": without_row()}
 
 
 def main(argv=None):
@@ -130,7 +136,7 @@ def main(argv=None):
         print("kill", report["kill"], flush=True)
     finally:
         server.stop()
-    report["kill"].update(orphans_after_restart(server.folder, args.models))
+    report["kill"].update(orphans_after_restart(server.folder))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .cards import SEGMENTER_FILE, classifier_file
 from .classes import task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
-from .imageio import load_image, save_mask_png
+from .imageio import downscale, load_image, save_mask_png
 from .measure import contour_overlay, measure_lesion
 from .models import load_checked_model
 from .preprocess import preprocess
@@ -18,12 +19,10 @@ from .regions import lesion_box
 from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
 from .segment import Segmenter
 
+# Images are analysed with their longer side at most this: the models see 256 px or less,
+# the page shows ~800, and the work (and memory) of every step grows with the pixels.
+ANALYSIS_MAX_SIDE = 2048
 LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this is "uncertain"
-SEGMENTER_FILE = "unet.h5"
-
-
-def classifier_file(task):
-    return f"classifier_{task}.h5"
 
 
 @dataclass
@@ -145,7 +144,8 @@ class Analyzer:
         """source: bytes, a path, a file object or an RGB uint8 array. Raises ImageError,
         and NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
-        image = source if isinstance(source, np.ndarray) else load_image(source)
+        image = (downscale(source, ANALYSIS_MAX_SIDE) if isinstance(source, np.ndarray)
+                 else load_image(source, max_side=ANALYSIS_MAX_SIDE))
         steps_cache = {}
         prepared = _preprocessed(image, classifier.steps, steps_cache)
         checks = classifier.reliability

@@ -8,6 +8,19 @@ import json
 from pathlib import Path
 
 
+SEGMENTER_FILE = "unet.h5"
+
+
+def classifier_file(task):
+    return f"classifier_{task}.h5"
+
+
+def model_paths(models_dir, tasks):
+    """The model files an app serving `tasks` loads: the segmenter, then one classifier each."""
+    models_dir = Path(models_dir)
+    return [models_dir / SEGMENTER_FILE] + [models_dir / classifier_file(task) for task in tasks]
+
+
 class ModelFileError(RuntimeError):
     """A model file or its card is missing, corrupt or does not match."""
 
@@ -68,3 +81,34 @@ def _check_companion(model_path, section):
     if section.get("sha256") and sha256_of(path) != section["sha256"]:
         raise ModelFileError(f"{path} does not match the sha256 in its model's card; it was "
                              "changed or belongs to another model.")
+
+
+class ModelFileWatch:
+    """Tells whether model files are still the ones checked, for a health check: a cheap
+    stat of each model's files per call, the full sha256 check only when one changed."""
+
+    def __init__(self, paths):
+        self.paths = [Path(p) for p in paths]
+        self._checked = {}  # model path -> the stat signature it passed with
+
+    @staticmethod
+    def _signature(model_path):
+        """Name, size and mtime of the model, its card and its companions (same stem)."""
+        return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                     for p in sorted(model_path.parent.glob(model_path.stem + ".*")) if p.is_file())
+
+    def problems(self):
+        """A list of reasons, empty when every model file is present and matches its card."""
+        found = []
+        for path in self.paths:
+            signature = self._signature(path)
+            if self._checked.get(path) == signature:
+                continue
+            try:
+                check_model_file(path)
+            except ModelFileError as error:
+                found.append(str(error))
+                self._checked.pop(path, None)
+            else:
+                self._checked[path] = signature
+        return found

@@ -8,6 +8,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # a decompression bomb is refused, not decoded
+# Dermatoscopes and phone cameras give 4:3, 3:2 or 16:9 frames of at most ~9,000 px a side.
+# A 100000x32 strip is no photograph, and its size alone can make later steps blow up.
+MAX_SIDE = 12_000
+MAX_ASPECT = 10  # longer side / shorter side
 
 # Pillow's own guard only warns below 2x its limit; we want a hard, early refusal.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -49,11 +53,57 @@ def _to_rgb8(image):
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
-def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
+def check_dimensions(width, height, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
+    """Refuse, before decoding, a size no dermoscopic image has. Raises ImageError."""
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is too large ({width}x{height} pixels); "
+            f"the limit is {max_pixels // 1_000_000} megapixels.")
+    if min(width, height) < min_side:
+        raise ImageError(
+            f"The image is too small ({width}x{height} pixels); "
+            f"at least {min_side} pixels a side are needed.")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(
+            f"The image is {width}x{height} pixels, a strip more than {MAX_ASPECT} times longer "
+            "than it is wide; a dermoscopic photograph is close to square (4:3 or 3:2).")
+    if max(width, height) > MAX_SIDE:
+        raise ImageError(
+            f"The image is {width}x{height} pixels; no dermatoscope gives a side longer than "
+            f"{MAX_SIDE:,} pixels. Upload the photograph as the camera saved it.")
+
+
+def image_dimensions(data):
+    """(width, height) read from the header only, or None when it cannot be read."""
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as image:
+            return image.size
+    except Exception:  # untrusted bytes: load_image gives the reason later
+        return None
+
+
+def bounded_size(width, height, max_side):
+    """The size, keeping the aspect, whose longer side is at most max_side."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def downscale(image, max_side):
+    """An RGB array shrunk (area averaging) so its longer side is at most max_side."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image
+    import cv2
+    return cv2.resize(image, bounded_size(width, height, max_side), interpolation=cv2.INTER_AREA)
+
+
+def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
     """Decode an image from bytes, a path or a file object to an (H, W, 3) uint8 RGB array.
 
-    EXIF orientation is applied. Raises ImageError with a human message for anything
-    that is not a usable still image.
+    EXIF orientation is applied. max_side: shrink so the longer side is at most this
+    (a JPEG is decoded at a reduced scale directly: a 49 MP photograph never exists in
+    memory at full size). Raises ImageError with a human message for anything that is
+    not a usable still image.
     """
     try:
         with warnings.catch_warnings():
@@ -64,20 +114,16 @@ def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
                     f"Unsupported image format {image.format or 'unknown'}: "
                     "use JPEG, PNG, BMP, WebP or TIFF.")
             width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"The image is too large ({width}x{height} pixels); "
-                    f"the limit is {max_pixels // 1_000_000} megapixels.")
-            if min(width, height) < min_side:
-                raise ImageError(
-                    f"The image is too small ({width}x{height} pixels); "
-                    f"at least {min_side} pixels a side are needed.")
+            check_dimensions(width, height, max_pixels, min_side)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise ImageError("Animated or multi-page images are not supported: "
                                  "upload a single still image.")
+            if max_side and image.format == "JPEG":
+                image.draft(None, bounded_size(width, height, max_side))
             image.load()
             image = ImageOps.exif_transpose(image)
-            return _to_rgb8(image)
+            rgb = _to_rgb8(image)
+            return downscale(rgb, max_side) if max_side else rgb
     except ImageError:
         raise
     except UnidentifiedImageError:

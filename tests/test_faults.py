@@ -13,7 +13,7 @@ from test_web import jpeg_bytes, post_api
 @pytest.fixture
 def app(tiny_models, tmp_path):
     from webapp import create_app
-    return create_app({"TESTING": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u",
+    return create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u",
                        "HEATMAP_DIR": tmp_path / "h", "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False})
 
 

@@ -58,7 +58,7 @@ def test_loader_either_decodes_or_refuses_cleanly(data):
 def client(tiny_models, tmp_path_factory):
     from webapp import create_app
     folder = tmp_path_factory.mktemp("fuzz")
-    app = create_app({"TESTING": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "u",
+    app = create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "u",
                       "HEATMAP_DIR": folder / "h", "DATABASE": folder / "db.sqlite3", "WARM_UP": False})
     return app.test_client()
 

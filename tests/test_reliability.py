@@ -128,7 +128,7 @@ def test_analysis_carries_its_reliability_and_refuses_greyscale(fitted_models):
 
 def test_web_and_api_refuse_what_is_not_dermoscopy_with_422(fitted_models, tmp_path):
     from webapp import create_app
-    app = create_app({"TESTING": True, "MODELS_DIR": fitted_models, "TASKS": ("7class",),
+    app = create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": fitted_models, "TASKS": ("7class",),
                       "UPLOAD_DIR": tmp_path / "u", "HEATMAP_DIR": tmp_path / "h",
                       "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False})
     client = app.test_client()

@@ -13,7 +13,7 @@ def app(tiny_models, tmp_path_factory):
     """One app per module: models load once, as in a real worker."""
     from webapp import create_app
     folder = tmp_path_factory.mktemp("web")
-    return create_app({"TESTING": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
+    return create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
                        "HEATMAP_DIR": folder / "heatmap", "DATABASE": folder / "db.sqlite3",
                        "WARM_UP": False, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024})
 
@@ -186,18 +186,29 @@ def test_image_kinds_are_a_fixed_list(client):
     assert client.get(f"/analyses/{analysis_id}/contour").status_code == 200
 
 
-def test_orphan_files_are_swept_at_start(tiny_models, tmp_path):
-    from webapp import create_app
+def test_orphan_files_are_swept_once_per_start_and_only_when_old(tiny_models, tmp_path):
+    """Issue 12.3: a worker starting must not delete the files of an analysis another
+    worker is writing; the sweep runs once per server start and spares young files."""
+    import os
+    import time
+    from webapp import create_app, sweep_orphans_at_start
     config = {"MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u", "HEATMAP_DIR": tmp_path / "h",
-              "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False}
-    client = create_app(config).test_client()
-    kept = post_api(client, jpeg_bytes()).get_json()["id"]
-    (tmp_path / "h" / "deadbeef_gradcam.jpg").write_bytes(b"x")
-    (tmp_path / "u" / "deadbeef.upload").write_bytes(b"x")
-    create_app(config)
-    assert not (tmp_path / "h" / "deadbeef_gradcam.jpg").exists()
-    assert not (tmp_path / "u" / "deadbeef.upload").exists()
+              "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False, "WORKSTATION": True}
+    app = create_app(config)
+    kept = post_api(app.test_client(), jpeg_bytes()).get_json()["id"]
+    in_flight = tmp_path / "u" / "cafebabe.upload"  # another worker is still analysing it
+    in_flight.write_bytes(b"x")
+    old = [tmp_path / "h" / "deadbeef_gradcam.jpg", tmp_path / "u" / "deadbeef.upload"]
+    for path in old:  # left by a crash two hours ago
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 7200,) * 2)
+    create_app(config)  # a worker (re)starting sweeps nothing
+    assert in_flight.exists() and all(path.exists() for path in old)
+    assert sweep_orphans_at_start(app.config) == 2
+    assert in_flight.exists() and not any(path.exists() for path in old)
     assert any(p.name.startswith(kept) for p in (tmp_path / "h").iterdir())
+    result = app.test_cli_runner().invoke(args=["sweep"])
+    assert result.exit_code == 0 and "Removed 0" in result.output
 
 
 def odd_but_valid_uploads():

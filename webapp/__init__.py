@@ -5,12 +5,13 @@
 """
 import logging
 import secrets
+import sqlite3
 from pathlib import Path
 
 from flask import Flask
 
 from . import config as settings
-from .store import Store
+from .store import Store, sweep_orphans
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +48,48 @@ def create_app(config=None):
         Path(app.config[folder]).mkdir(parents=True, exist_ok=True)
 
     _configure_tensorflow(app.config.get("TF_THREADS", 0))
-    from .engine import Engine
-    store = Store(app.config["DATABASE"])
-    engine = Engine(app.config, store)
-    swept = engine.sweep_orphans()
-    if swept:
-        log.warning("removed %d orphan files left by an interrupted analysis", swept)
-    app.extensions["skinlesion"] = engine
-
     from . import api, auth, cli, pages, security
-    auth.init_app(app)  # before CSRF: an anonymous POST is sent to the login page first
+    from .engine import Engine
     security.init_app(app)
+    try:
+        store = Store(app.config["DATABASE"])
+        auth.init_app(app)  # before CSRF: an anonymous POST is sent to the login page first
+    except sqlite3.DatabaseError as error:
+        if app.config.get("BOOT_FAILURE") != "degrade":
+            raise
+        return _unavailable(app, f"the database {Path(app.config['DATABASE']).name} cannot be opened ({error})")
+    security.init_csrf(app)
+    app.extensions["skinlesion"] = Engine(app.config, store)
     cli.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
     pages.register_error_handlers(app)
     return app
+
+
+def _unavailable(app, reason):
+    """A worker that cannot reach its database still starts (instead of making gunicorn's
+    master halt every worker): it logs one error line and answers 503 to everything."""
+    from flask import jsonify, request
+    log.error("Started WITHOUT DATABASE, every request answers 503: %s", reason)
+    message = "The server cannot read its database. Please tell the administrator."
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST"])
+    @app.route("/<path:path>", methods=["GET", "POST"])
+    def unavailable(path):
+        if request.path.startswith("/api/"):
+            body = {"error": message, "status": "failing", "problems": [reason]}
+            return jsonify(body), 503
+        # No template: the page layout needs the parts that could not start.
+        return (f"<!doctype html><title>Unavailable</title><h1>Lesion Lens is unavailable</h1>"
+                f"<p>{message}</p>", 503, {"Content-Type": "text/html; charset=utf-8"})
+    return app
+
+
+def sweep_orphans_at_start(config):
+    """Once per server start (app.py, gunicorn's master), never per worker: remove files
+    an interrupted analysis left without a row (older than the grace period)."""
+    removed = sweep_orphans(Store(config["DATABASE"]), (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
+    if removed:
+        log.warning("removed %d orphan files left by interrupted analyses", removed)
+    return removed

@@ -2,15 +2,15 @@
 
 POST /api/analyze  multipart: image, [task, case, note]  -> 200 analysis JSON
 GET  /api/analyses/<id>                                   -> the same JSON
-GET  /api/health                                          -> models loaded, versions
+GET  /api/health                 -> 200 {"status": "ok", models} or 503 {"status": "failing", "problems"}
 Any bad request -> 4xx with {"error": "<human message>"}.
 """
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from skinlesion.imageio import ImageError
 
-from .auth import current_user
-from .engine import StorageError
+from .auth import current_owner
+from .engine import ServiceUnavailable
 from .forms import FormError, read_task, read_uploads
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -24,7 +24,7 @@ def as_json(record):
     def image_url(kind):
         if kind not in record["files"]:
             return None
-        return url_for("pages.analysis_image", analysis_id=record["id"], kind=kind, _external=True)
+        return absolute_url("pages.analysis_image", analysis_id=record["id"], kind=kind)
 
     return {
         "id": record["id"], "created": record["created"], "task": record["task"],
@@ -38,8 +38,17 @@ def as_json(record):
         "file_name": record["original_name"], "image_sha256": record["image_sha256"],
         "images": {kind: image_url(kind) for kind in ("original", "mask", "contour", "gradcam",
                                                      "saliency", "crop")},
-        "report_url": url_for("pages.result", analysis_id=record["id"], _external=True),
+        "report_url": absolute_url("pages.result", analysis_id=record["id"]),
     }
+
+
+def absolute_url(endpoint, **values):
+    """An absolute URL under PUBLIC_URL when configured; else under the request's Host,
+    which only ever is one of TRUSTED_HOSTS (a forged Host is refused before this)."""
+    base = current_app.config.get("PUBLIC_URL")
+    if base:
+        return base + url_for(endpoint, **values)
+    return url_for(endpoint, **values, _external=True)
 
 
 def reliability_of(record):
@@ -63,17 +72,17 @@ def analyze():
         task = read_task(request, engine().tasks)
         record = engine().analyze_upload(uploads[0].data, task, uploads[0].name,
                                          request.form.get("case", ""), request.form.get("note", ""),
-                                         current_user())
+                                         current_owner())
     except (FormError, ImageError) as problem:
         return error(str(problem), getattr(problem, "status", 400))
-    except StorageError as problem:
+    except ServiceUnavailable as problem:
         return error(str(problem), 503)
     return jsonify(as_json(record))
 
 
 @blueprint.get("/analyses/<analysis_id>")
 def get_analysis(analysis_id):
-    record = engine().visible(analysis_id, current_user())
+    record = engine().visible(analysis_id, current_owner())
     if record is None:
         return error("No analysis with this id.", 404)
     return jsonify(as_json(record))
@@ -81,20 +90,9 @@ def get_analysis(analysis_id):
 
 @blueprint.get("/health")
 def health():
-    return jsonify({"status": "ok", "tasks": list(engine().tasks), "models": engine().analyzer.versions()})
+    """200 when this worker can analyse and a restarted one could start; else 503 with why."""
+    problems = engine().problems()
+    body = {"status": "failing" if problems else "ok", "problems": problems,
+            "tasks": list(engine().tasks), "models": engine().versions()}
+    return jsonify(body), 503 if problems else 200
 
-
-@blueprint.errorhandler(413)
-def too_large(_error):
-    limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-    return error(f"The upload is too large; the limit is {limit} MB.", 413)
-
-
-@blueprint.errorhandler(404)
-def not_found(_error):
-    return error("Not found.", 404)
-
-
-@blueprint.errorhandler(405)
-def not_allowed(_error):
-    return error("Method not allowed.", 405)

@@ -1,35 +1,69 @@
-"""Accounts for deployments beyond loopback: hashed passwords, login, per-user analyses.
+"""Accounts: hashed passwords, login, per-account analyses, login throttling.
 
-Login is required when REQUIRE_LOGIN is "always", or "auto" (the default) and the server
-listens on anything but loopback. Pages use a session login; the JSON API takes HTTP
-Basic credentials. Failed logins are counted per user name and per client address in
-the database (shared by all workers) and refused for a while after too many.
+Whether accounts are needed is decided once, at start (`login_required`): only `python
+app.py` listening on loopback is a single-user workstation; any other server (gunicorn,
+`flask run`, another WSGI server) needs them unless SKINLESION_REQUIRE_LOGIN=never says
+otherwise. Pages use a session login; the JSON API (and the image URLs it returns) take
+HTTP Basic credentials.
+
+Each account has a random id, which owns its analyses and is written into its sessions,
+and a session version, raised at logout: a copied cookie dies with the logout, and a
+name removed and created again is a new account that sees nothing of the old one.
+
+Failed logins are throttled per (name, client address), in the database all workers
+share; an attempt is counted before the password is checked, in one transaction, so
+concurrent guesses cannot slip past the count.
 """
+import functools
+import logging
+import secrets
 import sqlite3
 import time
+from urllib.parse import urlsplit
 
 from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request, session,
                    url_for)
 from werkzeug.security import check_password_hash, generate_password_hash
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("auth", __name__)
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-MAX_FAILURES = {"user": 5, "addr": 20}  # per user name; per client address (a clinic may share one)
-FAILURE_WINDOW_SECONDS = 15 * 60
+FREE_ATTEMPTS = 5  # failures per (name, address) before waiting
+FIRST_WAIT_SECONDS = 30  # then 30 s, 60 s, 120 s, ... after each further failure
+MAX_WAIT_SECONDS = 15 * 60
+FAILURE_MEMORY_SECONDS = 60 * 60  # failures older than this are forgotten
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at);
 """
+# Columns added after the first release; existing databases are upgraded in place.
+ADDED_COLUMNS = {"id": "TEXT", "session_version": "INTEGER NOT NULL DEFAULT 0"}
 
 
-def login_required_for(host, setting):
-    if setting == "always":
-        return True
-    if setting == "never":
-        return False
-    return (host or "127.0.0.1").split(":")[0] not in LOOPBACK and host not in LOOPBACK
+def login_required(setting, workstation, host):
+    """setting: always | never | auto. auto: accounts unless `python app.py` on loopback."""
+    if setting in ("always", "never"):
+        return setting == "always"
+    return not (workstation and (host or "127.0.0.1") in LOOPBACK)
+
+
+def wait_after(failures):
+    """Seconds to wait after the last of `failures` recent failures."""
+    if failures < FREE_ATTEMPTS:
+        return 0
+    return min(MAX_WAIT_SECONDS, FIRST_WAIT_SECONDS * 2 ** (failures - FREE_ATTEMPTS))
+
+
+@functools.cache
+def _placeholder_hash():
+    """Checked for unknown names, so that they cost one hash check like known ones."""
+    return generate_password_hash(secrets.token_hex(16))
+
+
+def _new_account_id():
+    return "acct-" + secrets.token_hex(16)
 
 
 class Users:
@@ -37,9 +71,23 @@ class Users:
         self.path = path
         with self._connect() as connection:
             connection.executescript(SCHEMA)
+            present = {row[1] for row in connection.execute("PRAGMA table_info(users)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in present:
+                    connection.execute(f"ALTER TABLE users ADD COLUMN {column} {kind}")
+            for (name,) in connection.execute("SELECT name FROM users WHERE id IS NULL").fetchall():
+                connection.execute("UPDATE users SET id = ? WHERE name = ?", (_new_account_id(), name))
+            self._own_by_account_id(connection)
 
     def _connect(self):
         return sqlite3.connect(self.path, timeout=30)
+
+    @staticmethod
+    def _own_by_account_id(connection):
+        """Analyses stored when owners were names become their account's (one-time upgrade)."""
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'analyses'").fetchone():
+            connection.execute("UPDATE analyses SET owner = (SELECT id FROM users WHERE users.name = analyses.owner) "
+                               "WHERE owner IN (SELECT name FROM users)")
 
     def add(self, name, password):
         name = name.strip()
@@ -49,12 +97,14 @@ class Users:
             raise ValueError("The password needs at least 10 characters.")
         with self._connect() as connection:
             try:
-                connection.execute("INSERT INTO users VALUES (?, ?, datetime('now'))",
-                                   (name, generate_password_hash(password)))
+                connection.execute("INSERT INTO users (name, password_hash, created, id) "
+                                   "VALUES (?, ?, datetime('now'), ?)",
+                                   (name, generate_password_hash(password), _new_account_id()))
             except sqlite3.IntegrityError:
                 raise ValueError(f"User {name!r} already exists.") from None
 
     def remove(self, name):
+        """The account goes; its analyses stay in the database, owned by nobody who can log in."""
         with self._connect() as connection:
             return connection.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
 
@@ -62,28 +112,46 @@ class Users:
         with self._connect() as connection:
             return [row[0] for row in connection.execute("SELECT name FROM users ORDER BY name")]
 
+    def account(self, name):
+        """(account id, session version) of a user name, or None."""
+        with self._connect() as connection:
+            return connection.execute("SELECT id, session_version FROM users WHERE name = ?",
+                                      (name,)).fetchone()
+
     def verify(self, name, password):
+        """The account id when the password is right, else None (one hash check either way)."""
         with self._connect() as connection:
-            row = connection.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
-        # Hash even for unknown users, so timing does not reveal which names exist.
-        stored = row[0] if row else generate_password_hash("unknown-user-placeholder")
-        return check_password_hash(stored, password) and row is not None
+            row = connection.execute("SELECT password_hash, id FROM users WHERE name = ?", (name,)).fetchone()
+        stored, account = row if row else (_placeholder_hash(), None)
+        return account if check_password_hash(stored, password) and row is not None else None
 
-    def blocked(self, *keys):
-        since = time.time() - FAILURE_WINDOW_SECONDS
+    def end_sessions(self, name):
+        """Every session of this user (and any copy of its cookie) stops being valid."""
         with self._connect() as connection:
-            return any(connection.execute("SELECT COUNT(*) FROM login_failures WHERE key = ? AND at > ?",
-                                          (key, since)).fetchone()[0] >= MAX_FAILURES[key.split(":")[0]]
-                       for key in keys)
+            connection.execute("UPDATE users SET session_version = session_version + 1 WHERE name = ?", (name,))
 
-    def record_failure(self, *keys):
-        with self._connect() as connection:
-            connection.executemany("INSERT INTO login_failures VALUES (?, ?)", [(k, time.time()) for k in keys])
-            connection.execute("DELETE FROM login_failures WHERE at < ?", (time.time() - FAILURE_WINDOW_SECONDS,))
+    def begin_attempt(self, key):
+        """Count one login attempt for `key`, unless it must wait. Returns the seconds to
+        wait (0: go ahead). Counted before the password is checked, in one transaction;
+        a successful login clears the count."""
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")  # one attempt decided at a time, across workers
+            now = time.time()
+            connection.execute("DELETE FROM login_failures WHERE at < ?", (now - FAILURE_MEMORY_SECONDS,))
+            count, last = connection.execute("SELECT COUNT(*), MAX(at) FROM login_failures WHERE key = ?",
+                                             (key,)).fetchone()
+            wait = wait_after(count) - (now - last) if count else 0
+            if wait <= 0:
+                connection.execute("INSERT INTO login_failures VALUES (?, ?)", (key, now))
+            connection.execute("COMMIT")
+            return max(0, wait)
+        finally:
+            connection.close()
 
-    def clear_failures(self, *keys):
+    def clear_failures(self, key):
         with self._connect() as connection:
-            connection.executemany("DELETE FROM login_failures WHERE key = ?", [(k,) for k in keys])
+            connection.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
 
 def users():
@@ -91,49 +159,79 @@ def users():
 
 
 def current_user():
-    """The logged-in user's name, or None when accounts are off (single-user workstation)."""
+    """The logged-in user's name (for display), or None when accounts are off."""
     return g.get("user")
 
 
-def _failure_keys(name):
-    return (f"user:{name}", f"addr:{request.remote_addr}")
+def current_owner():
+    """The account that owns what this request stores and may see (None: accounts off)."""
+    return g.get("account")
 
 
 def _authenticate(name, password):
-    """True/False for the credentials; None when refused for too many failures."""
-    keys = _failure_keys(name)
-    if users().blocked(*keys):
-        return None
-    if users().verify(name, password):
-        users().clear_failures(f"user:{name}")
-        return True
-    users().record_failure(*keys)
-    return False
+    """(account id or None, seconds to wait). Throttled per (name, client address)."""
+    key = f"{name}|{request.remote_addr}"
+    wait = users().begin_attempt(key)
+    if wait:
+        return None, wait
+    account = users().verify(name, password)
+    if account:
+        users().clear_failures(key)
+    return account, 0
+
+
+def _wait_message(seconds):
+    minutes = int(seconds + 59) // 60
+    return (f"Too many failed logins for this name from this address; try again in "
+            + (f"{int(seconds) + 1} seconds." if seconds < 60 else f"{minutes} minutes."))
+
+
+def _uses_basic_credentials():
+    """The API, and the image URLs it hands out, take HTTP Basic credentials."""
+    return request.blueprint == "api" or (request.endpoint == "pages.analysis_image"
+                                          and request.authorization is not None)
 
 
 def enforce_login():
-    g.user = None
+    g.user = g.account = None
     if not current_app.config["LOGIN_REQUIRED"]:
         return None
     if request.endpoint in ("auth.login", "static"):
         return None
-    if request.blueprint == "api":
+    if _uses_basic_credentials():
         credentials = request.authorization
         if credentials and credentials.type == "basic":
-            verdict = _authenticate(credentials.username or "", credentials.password or "")
-            if verdict is None:
-                return jsonify({"error": "Too many failed logins; try again later."}), 429
-            if verdict:
-                g.user = credentials.username
+            account, wait = _authenticate(credentials.username or "", credentials.password or "")
+            if wait:
+                return jsonify({"error": _wait_message(wait)}), 429
+            if account:
+                g.user, g.account = credentials.username, account
                 return None
         response = jsonify({"error": "Login required (HTTP Basic credentials)."})
         response.headers["WWW-Authenticate"] = 'Basic realm="skinlesion"'
         return response, 401
     name = session.get("user")
-    if name and name in users().names():
-        g.user = name
+    if name and users().account(name) == (session.get("account"), session.get("version")):
+        g.user, g.account = name, session["account"]
         return None
     return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+
+
+def local_target(target):
+    """`target` if it is a path on this site, else None: an open redirect helps phishing.
+
+    Read as a browser reads it: browsers drop tabs and line breaks anywhere in a URL and
+    take a backslash for a slash, so next=%2F%09%2Fevil.example and next=%2F%5Cevil.example
+    both lead to another site.
+    """
+    cleaned = "".join(ch for ch in target if ch >= " " and ch != "\x7f").strip().replace("\\", "/")
+    try:
+        parts = urlsplit(cleaned)
+    except ValueError:
+        return None
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
+        return None
+    return cleaned
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -141,29 +239,32 @@ def login():
     error, status = None, 200
     if request.method == "POST":
         name = request.form.get("name", "").strip()
-        verdict = _authenticate(name, request.form.get("password", ""))
-        if verdict:
+        account, wait = _authenticate(name, request.form.get("password", ""))
+        if account:
             session.clear()
-            session["user"] = name
-            target = request.args.get("next") or ""
-            # Only local paths: an open redirect would help phishing.
-            return redirect(target if target.startswith("/") and not target.startswith("//")
-                            else url_for("pages.index"), code=303)
-        error, status = (("Too many failed logins; wait 15 minutes and try again.", 429) if verdict is None
-                         else ("Wrong user name or password.", 401))
+            session.update(user=name, account=account, version=users().account(name)[1])
+            return redirect(local_target(request.args.get("next", "")) or url_for("pages.index"),
+                            code=303)
+        error, status = (_wait_message(wait), 429) if wait else ("Wrong user name or password.", 401)
     return render_template("login.html", error=error), status
 
 
 @blueprint.post("/logout")
 def logout():
+    if current_user():
+        users().end_sessions(current_user())
     session.clear()
     return redirect(url_for("auth.login"), code=303)
 
 
 def init_app(app):
     app.extensions["skinlesion_users"] = Users(app.config["DATABASE"])
-    app.config["LOGIN_REQUIRED"] = login_required_for(app.config.get("LISTEN_HOST"),
-                                                      app.config.get("REQUIRE_LOGIN", "auto"))
+    app.config["LOGIN_REQUIRED"] = login_required(app.config.get("REQUIRE_LOGIN", "auto"),
+                                                  app.config.get("WORKSTATION", False),
+                                                  app.config.get("LISTEN_HOST"))
+    if not app.config["LOGIN_REQUIRED"] and not app.config.get("WORKSTATION"):
+        log.warning("Accounts are off (SKINLESION_REQUIRE_LOGIN=never): anyone who can reach "
+                    "this server can read and delete every analysis.")
     app.before_request(enforce_login)
     app.register_blueprint(blueprint)
     app.jinja_env.globals["current_user"] = current_user

@@ -4,6 +4,7 @@
     flask --app app users remove NAME
     flask --app app users list
     flask --app app purge [--days N]     # remove analyses (rows and files) older than N days
+    flask --app app sweep                # remove files no analysis names (older than an hour)
 """
 from datetime import datetime, timedelta, timezone
 
@@ -64,6 +65,17 @@ def purge(days):
     click.echo(f"Removed {count} analyses older than {days} days.")
 
 
+@click.command("sweep")
+@with_appcontext
+def sweep():
+    """Remove files that no analysis names, left by interrupted analyses (older than an hour)."""
+    from .store import ORPHAN_GRACE_SECONDS, sweep_orphans
+    config = current_app.config
+    count = sweep_orphans(current_app.extensions["skinlesion"].store, (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
+    click.echo(f"Removed {count} files without an analysis (older than {ORPHAN_GRACE_SECONDS // 60} minutes).")
+
+
 def init_app(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(purge)
+    app.cli.add_command(sweep)

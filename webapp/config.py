@@ -21,14 +21,35 @@ def from_environment():
         "DATABASE": Path(_env("DATABASE", ROOT / "instance" / "analyses.sqlite3")),
         "MAX_CONTENT_LENGTH": int(float(_env("MAX_UPLOAD_MB", "20")) * 1024 * 1024),
         "MAX_FILES": int(_env("MAX_FILES", "20")),
+        # Work per request: the sum of the images' pixels (each is also capped at 50 MP).
+        "MAX_BATCH_MEGAPIXELS": int(_env("MAX_BATCH_MEGAPIXELS", "120")),
         "RETENTION_DAYS": int(_env("RETENTION_DAYS", "0")),  # 0: keep forever
         "EXAMPLES_DIR": ROOT / "static" / "examples",
         "OVERLAY_FORMAT": _env("OVERLAY_FORMAT", "jpg"),
         "WARM_UP": _env("WARM_UP", "1") == "1",
         "SECRET_KEY": os.environ.get("SKINLESION_SECRET_KEY"),
-        # Where the server listens decides whether accounts are needed (REQUIRE_LOGIN=auto).
-        "LISTEN_HOST": _env("HOST", "") or _env("BIND", "127.0.0.1:8083").rsplit(":", 1)[0],
-        "REQUIRE_LOGIN": _env("REQUIRE_LOGIN", "auto"),  # auto | always | never
+        # auto: accounts are needed unless this is `python app.py` on loopback (it sets
+        # WORKSTATION and LISTEN_HOST); always | never: said explicitly.
+        "REQUIRE_LOGIN": _env("REQUIRE_LOGIN", "auto"),
+        "WORKSTATION": False,
+        "LISTEN_HOST": None,
+        # Host names this server answers to (DNS rebinding is refused); add the name
+        # clinicians type, e.g. SKINLESION_TRUSTED_HOSTS=lesions.clinic.example
+        "TRUSTED_HOSTS": [h.strip() for h in _env("TRUSTED_HOSTS", "localhost,127.0.0.1").split(",")
+                          if h.strip()],
+        # Absolute URLs in API answers use this base (else the request's trusted Host).
+        "PUBLIC_URL": _env("PUBLIC_URL", "").rstrip("/") or None,
+        # Behind a reverse proxy: how many proxies set X-Forwarded-For/-Proto (0: none).
+        "PROXIES": int(_env("PROXIES", "0")),
+        # Session cookie only over HTTPS: set to 1 when clinicians reach the server by https.
+        "SESSION_COOKIE_SECURE": _env("SECURE_COOKIES", "0") == "1",
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_HTTPONLY": True,
+        # stop: a missing or damaged model or database stops the start (python app.py).
+        # degrade (set by gunicorn.conf.py): a worker starting after a file went bad comes up
+        # anyway, logs one error line, fails /api/health and answers what it cannot do
+        # with 503, instead of halting the whole server and its healthy workers.
+        "BOOT_FAILURE": _env("BOOT_FAILURE", "stop"),
         # TensorFlow threads per process (0: TensorFlow decides). Under gunicorn, cores / workers.
         "TF_THREADS": int(_env("TF_THREADS", "0")),
     }

@@ -1,18 +1,43 @@
 """The web app's use of the analysis core: one Analyzer per process, files, store rows."""
 import hashlib
+import logging
 import threading
 import uuid
 from pathlib import Path
 
-from skinlesion.analysis import Analyzer
+from heatmap import EncodingError
+from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
+from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
+from skinlesion.classify import CalibrationError
+from skinlesion.imageio import ImageError, image_dimensions, load_image
+
+log = logging.getLogger(__name__)
 
 # One analysis at a time per process: TensorFlow already uses every core for one image,
 # and running two at once only makes both slower and doubles peak memory.
 _analysis_lock = threading.Lock()
 
 
-class StorageError(RuntimeError):
+class ServiceUnavailable(RuntimeError):
+    """The server cannot analyse now (HTTP 503); str(error) is a message for a person."""
+
+
+class StorageError(ServiceUnavailable):
     """Uploads or overlays could not be written (disk full, folder not writable)."""
+
+
+class ModelsUnavailable(ServiceUnavailable):
+    """This process started without its models (see BOOT_FAILURE)."""
+
+
+class ResultImageError(ImageError):
+    """The overlays of an analysis could not be encoded (never a storage problem)."""
+    status = 422
+
+
+def _size_of(data):
+    size = image_dimensions(data)
+    return {"width": size[0], "height": size[1]} if size else None
 
 
 def new_id():
@@ -23,19 +48,44 @@ class Engine:
     def __init__(self, config, store):
         self.config = config
         self.store = store
-        self.analyzer = Analyzer(config["MODELS_DIR"], tasks=config["TASKS"],
-                                 calibration=config.get("CALIBRATION"))
+        self.model_watch = ModelFileWatch(model_paths(config["MODELS_DIR"], config["TASKS"]))
+        self.failure = None
+        try:
+            self.analyzer = Analyzer(config["MODELS_DIR"], tasks=config["TASKS"],
+                                     calibration=config.get("CALIBRATION"))
+        except (ModelFileError, CalibrationError) as error:
+            if config.get("BOOT_FAILURE") != "degrade":
+                raise
+            self.analyzer, self.failure = None, str(error)
+            log.error("Started WITHOUT MODELS, analyses answer 503 until the file is restored and "
+                      "the server restarted: %s", error)
+            return
+        self.model_watch.problems()  # remember the files as they were loaded
         if config.get("WARM_UP", True):
             self.analyzer.warm_up()
 
     @property
     def tasks(self):
-        return self.analyzer.tasks
+        return self.analyzer.tasks if self.analyzer else tuple(self.config["TASKS"])
+
+    def versions(self):
+        return self.analyzer.versions() if self.analyzer else {}
+
+    def problems(self):
+        """What would stop this server from analysing, or a restarted worker from starting."""
+        found = [self.store.check()] + [p for p in self.model_watch.problems() if p != self.failure]
+        if self.failure:
+            found.append(f"this worker started without models: {self.failure}")
+        return [problem for problem in found if problem]
 
     def analyze_upload(self, data, task, original_name="", case_ref="", note="", owner=None):
         """Decode, analyse, write files, then the row. Raises ImageError, ValueError, StorageError."""
-        from skinlesion.imageio import load_image
-        image = load_image(data)  # decoded before anything is trusted or written
+        # Decoded (and shrunk to the analysis size) before anything is trusted or written;
+        # the upload's own bytes are kept unchanged.
+        image = load_image(data, max_side=ANALYSIS_MAX_SIDE)
+        if self.analyzer is None:
+            raise ModelsUnavailable("Analyses are paused: the server cannot load its models. "
+                                    "Stored analyses can still be viewed. Please tell the administrator.")
         self.analyzer.classifier(task)  # refuses a task that is not loaded
         with _analysis_lock:
             result = self.analyzer.analyze(image, task)
@@ -50,7 +100,7 @@ class Engine:
             "lesion": summary["lesion"], "models": summary["models"], "files": files,
             "summary": {key: summary[key] for key in ("referral_threshold", "referral_basis", "reliability", "warnings",
                                                       "gradcam_empty", "image_size")}
-            | {"ranked": result.ranked},
+            | {"ranked": result.ranked, "original_size": _size_of(data)},
             "original_name": (original_name or "")[:200], "image_sha256": hashlib.sha256(data).hexdigest(),
             "case_ref": (case_ref or "").strip()[:100] or None, "note": (note or "").strip()[:2000] or None,
             "owner": owner,
@@ -71,14 +121,21 @@ class Engine:
             files["upload"] = upload.name
             written = result.save_images(heatmap_dir, analysis_id, self.config.get("OVERLAY_FORMAT", "jpg"))
             files.update({kind: Path(path).name for kind, path in written.items()})
+        except EncodingError as error:
+            self._remove_partial(analysis_id)
+            raise ResultImageError("The result images could not be made for this image "
+                                   f"({error}). Nothing was stored.") from None
         except OSError as error:
-            # Whatever part was written goes: the upload and every file named after the id.
-            (upload_dir / f"{analysis_id}.upload").unlink(missing_ok=True)
-            for leftover in heatmap_dir.glob(f"{analysis_id}_*"):
-                leftover.unlink(missing_ok=True)
+            self._remove_partial(analysis_id)
             raise StorageError("The analysis could not be saved: the server's storage is full or "
                                "not writable. Please tell the administrator.") from error
         return files
+
+    def _remove_partial(self, analysis_id):
+        """Whatever part of a failed analysis was written goes: the upload and its images."""
+        (Path(self.config["UPLOAD_DIR"]) / f"{analysis_id}.upload").unlink(missing_ok=True)
+        for leftover in Path(self.config["HEATMAP_DIR"]).glob(f"{analysis_id}_*"):
+            leftover.unlink(missing_ok=True)
 
     def visible(self, analysis_id, user):
         """The analysis if this user may see it (anyone when accounts are off), else None."""
@@ -106,14 +163,3 @@ class Engine:
     def delete(self, record):
         self.store.delete(record["id"])
         self.remove_files(record["files"])
-
-    def sweep_orphans(self):
-        """Files with no row (a crash between writing files and the row) are removed."""
-        known = self.store.all_file_names()
-        removed = 0
-        for folder in (self.config["UPLOAD_DIR"], self.config["HEATMAP_DIR"]):
-            for path in Path(folder).glob("*"):
-                if path.is_file() and not path.name.startswith(".") and path.name not in known:
-                    path.unlink(missing_ok=True)
-                    removed += 1
-        return removed

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from skinlesion.imageio import image_dimensions
+
 
 class FormError(ValueError):
     """A request the user can fix; str(error) is shown to them. status: the HTTP code."""
@@ -38,7 +40,18 @@ def read_uploads(request, field="image"):
     limit = current_app.config["MAX_FILES"]
     if len(files) > limit:
         raise FormError(f"Too many files at once ({len(files)}); the limit is {limit}.")
-    return [Upload(f.read(), f.filename or "upload") for f in files]
+    uploads = [Upload(f.read(), f.filename or "upload") for f in files]
+    _check_batch_pixels(uploads, current_app.config["MAX_BATCH_MEGAPIXELS"])
+    return uploads
+
+
+def _check_batch_pixels(uploads, limit_megapixels):
+    """Bound the work one request can ask for (a few KB of JPEG can hold 49 megapixels).
+    Read from the headers only; an unreadable file counts nothing and is refused later."""
+    total = sum(w * h for w, h in filter(None, (image_dimensions(u.data) for u in uploads)))
+    if total > limit_megapixels * 1_000_000:
+        raise FormError(f"These {len(uploads)} images hold {total / 1e6:.0f} megapixels together; one "
+                        f"request may hold at most {limit_megapixels}. Send them in smaller batches.", 413)
 
 
 def read_task(request, tasks):

@@ -1,16 +1,17 @@
 """Server-rendered pages: upload, result, history, compare, batch, delete, images."""
-import csv
 import io
+import sqlite3
 
 from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
                    send_file, url_for)
 
 from skinlesion.classes import DISPLAY_NAMES, TASKS
+from skinlesion.export import SpreadsheetWriter
 from skinlesion.imageio import ImageError
 from skinlesion.reliability import STATE_LABELS
 
-from .auth import current_user
-from .engine import StorageError
+from .auth import current_owner
+from .engine import ServiceUnavailable
 from .forms import FormError, example_names, read_task, read_uploads
 
 blueprint = Blueprint("pages", __name__)
@@ -23,7 +24,7 @@ def engine():
 
 
 def record_or_404(analysis_id):
-    record = engine().visible(analysis_id, current_user())
+    record = engine().visible(analysis_id, current_owner())
     if record is None:
         abort(404)
     return record
@@ -51,11 +52,11 @@ def analyze():
     for upload in uploads:
         try:
             records.append(engine().analyze_upload(upload.data, task, upload.name,
-                                                   form["case"], form["note"], current_user()))
+                                                   form["case"], form["note"], current_owner()))
         except ImageError as problem:
             failures.append({"name": upload.name, "error": str(problem),
                              "status": getattr(problem, "status", 400)})
-        except StorageError as problem:
+        except ServiceUnavailable as problem:
             return upload_page(str(problem), 503, form)
     if len(uploads) == 1:
         if failures:
@@ -79,7 +80,7 @@ def result(analysis_id):
 def _same_case(record):
     if not record["case_ref"]:
         return []
-    return [r for r in engine().visible_list(current_user(), case_ref=record["case_ref"])
+    return [r for r in engine().visible_list(current_owner(), case_ref=record["case_ref"])
             if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
 
 
@@ -105,7 +106,7 @@ def delete(analysis_id):
 @blueprint.get("/history")
 def history():
     case = request.args.get("case", "").strip()
-    return render_template("history.html", records=engine().visible_list(current_user(), case or None),
+    return render_template("history.html", records=engine().visible_list(current_owner(), case or None),
                            case=case, names=DISPLAY_NAMES)
 
 
@@ -119,11 +120,11 @@ def compare():
 @blueprint.get("/batch.csv")
 def batch_csv():
     ids = [i for i in request.args.get("ids", "").split(",") if i][:200]
-    records = [r for r in (engine().visible(i, current_user()) for i in ids) if r is not None]
+    records = [r for r in (engine().visible(i, current_owner()) for i in ids) if r is not None]
     if not records:
         abort(404)
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SpreadsheetWriter(buffer)
     codes = sorted({code for r in records for code in r["probabilities"]},
                    key=lambda c: TASKS["7class"].index(c))
     writer.writerow(["id", "file", "task", "prediction", *[f"p_{c}" for c in codes],
@@ -148,38 +149,60 @@ def reliability_labels():
     return {"reliability_labels": STATE_LABELS}
 
 
+def too_large_message():
+    """413 comes from two limits: the body's size, and the number of form parts."""
+    config = current_app.config
+    if (request.content_length or 0) <= config["MAX_CONTENT_LENGTH"]:
+        return (f"The form has too many fields or files; at most {config['MAX_FILES']} images "
+                "can be sent at once.")
+    return f"The upload is too large; the limit is {config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB."
+
+
 def register_error_handlers(app):
     from flask import jsonify
+    from werkzeug.exceptions import SecurityError
 
-    def wants_json():
-        return request.path.startswith("/api/")
+    def answer(status, title, message, api_message=None):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": api_message or message}), status
+        return render_template("error.html", title=title, message=message), status
+
+    @app.errorhandler(400)
+    def bad_request(error):
+        if isinstance(error, SecurityError):  # a Host header not in TRUSTED_HOSTS
+            return ("This server does not answer to that host name. The administrator can add "
+                    "it to SKINLESION_TRUSTED_HOSTS.\n", 400, {"Content-Type": "text/plain; charset=utf-8"})
+        return answer(400, "Bad request", error.description)
+
+    @app.errorhandler(403)
+    def forbidden(error):
+        return answer(403, "Refused", error.description)
 
     @app.errorhandler(404)
     def not_found(_error):
-        if wants_json():
-            return jsonify({"error": "Not found."}), 404
-        return render_template("error.html", title="Not found",
-                               message="There is no page or analysis at this address."), 404
+        return answer(404, "Not found", "There is no page or analysis at this address.", "Not found.")
 
     @app.errorhandler(405)
     def not_allowed(_error):
-        if wants_json():
-            return jsonify({"error": "Method not allowed."}), 405
-        return render_template("error.html", title="Not allowed",
-                               message="This address does not accept that kind of request."), 405
+        return answer(405, "Not allowed", "This address does not accept that kind of request.",
+                      "Method not allowed.")
 
     @app.errorhandler(413)
     def too_large(_error):
-        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        message = f"The upload is too large; the limit is {limit} MB."
-        if wants_json():
-            return jsonify({"error": message}), 413
-        return upload_page(message, 413)
+        if request.path.startswith("/api/"):
+            return jsonify({"error": too_large_message()}), 413
+        return upload_page(too_large_message(), 413)
+
+    @app.errorhandler(sqlite3.Error)
+    def database_unavailable(error):
+        current_app.logger.error("database error on %s: %s", request.path, error)
+        return answer(503, "Unavailable", "The server cannot use its database just now (its disk may be "
+                                          "full). Nothing was changed; please try again later and tell "
+                                          "the administrator.")
 
     @app.errorhandler(500)
     def server_error(_error):
-        if wants_json():
-            return jsonify({"error": "Internal error; the analysis was not stored."}), 500
-        return render_template("error.html", title="Something went wrong",
-                               message="The server could not finish this request. Nothing was "
-                                       "stored; please try again."), 500
+        stored = " Nothing was stored." if request.method == "POST" else ""
+        return answer(500, "Something went wrong", f"The server could not finish this request.{stored} "
+                                                   "Please try again.")
+

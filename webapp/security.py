@@ -1,11 +1,16 @@
-"""CSRF tokens for every form and security headers on every response.
+"""What keeps other sites out: Host names, cross-origin requests, CSRF tokens, headers.
 
-CSRF: a random token per session, put in each form by `csrf_token()` and checked on
-every state-changing page request. The JSON API takes no cookies for authentication
-(HTTP Basic when accounts are on), so a foreign page cannot ride on a session there.
+- Host: only the configured names (TRUSTED_HOSTS, loopback by default) are answered, so a
+  DNS-rebinding page cannot read the app under its own name.
+- Cross-origin: a state-changing request that a browser marks as coming from another
+  site (Sec-Fetch-Site, else Origin) is refused, on pages and on the API alike; tools
+  such as curl send neither header and are not affected.
+- CSRF: a random token per session, put in each form by `csrf_token()` and checked on
+  every state-changing page request.
 """
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from flask import abort, request, session
 
@@ -20,8 +25,29 @@ def csrf_token():
     return session[CSRF_FIELD]
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CROSS_SITE_MESSAGE = ("Refused: this request came from another web site. Lesion Lens accepts "
+                      "changes only from its own pages (or from tools that are not browsers).")
+
+
+def from_another_site():
+    """True when the browser says the request was made by another site's page."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")  # "none": typed or bookmarked
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser, or an old one: the CSRF token still guards pages
+    return origin == "null" or urlsplit(origin).netloc != request.host
+
+
+def refuse_cross_origin():
+    if request.method not in SAFE_METHODS and from_another_site():
+        abort(403, description=CROSS_SITE_MESSAGE)
+
+
 def check_csrf():
-    if request.method in ("GET", "HEAD", "OPTIONS") or request.blueprint == "api":
+    if request.method in SAFE_METHODS or request.blueprint == "api":
         return
     expected = session.get(CSRF_FIELD)
     # Read the field without parsing a huge body twice; a 413 is raised here if too large.
@@ -41,8 +67,15 @@ def add_security_headers(response):
 
 
 def init_app(app):
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.before_request(check_csrf)
+    if app.config.get("PROXIES"):  # the client's address and scheme as the proxy saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        count = app.config["PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
+    app.before_request(refuse_cross_origin)  # first: before credentials are even looked at
     app.after_request(add_security_headers)
+
+
+def init_csrf(app):
+    """After the login check: an anonymous POST is sent to the login page first."""
+    app.before_request(check_csrf)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -1,12 +1,18 @@
 """SQLite store of analyses (standard library only). One row per analysis.
 
 Files are written before the row is inserted, so a crash leaves at worst orphan
-files (swept at start), never a row pointing at missing files.
+files, never a row pointing at missing files. Orphans are swept once per start of the
+server (its master process) or by `flask --app app sweep`, and only when older than a
+grace period: a file without a row may belong to an analysis another process is writing.
 """
 import json
+import os
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+ORPHAN_GRACE_SECONDS = 60 * 60  # an analysis takes seconds; a worker times out after minutes
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -38,8 +44,19 @@ class Store:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # patients' data: readable by the server's user only
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connect() as connection:
             connection.executescript(SCHEMA)
+
+    def check(self):
+        """None when the database answers, else the reason (for the health check)."""
+        try:
+            with self._connect() as connection:
+                connection.execute("SELECT id FROM analyses LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            return f"the database {self.path.name} cannot be read ({error})"
+        return None
 
     def _connect(self):
         connection = sqlite3.connect(self.path, timeout=30)
@@ -92,6 +109,21 @@ class Store:
             for (files,) in connection.execute("SELECT files FROM analyses"):
                 names.update(json.loads(files).values())
         return names
+
+
+def sweep_orphans(store, folders, grace_seconds=ORPHAN_GRACE_SECONDS):
+    """Remove files that no row names and that are older than the grace period; returns
+    how many. Run once per server start (not per worker) or from the command line."""
+    known = store.all_file_names()
+    cutoff = time.time() - grace_seconds
+    removed = 0
+    for folder in folders:
+        for path in Path(folder).glob("*"):
+            if (path.is_file() and not path.name.startswith(".") and path.name not in known
+                    and path.stat().st_mtime < cutoff):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def now():
