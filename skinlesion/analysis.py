@@ -22,6 +22,7 @@ from .segment import Segmenter
 # Images are analysed with their longer side at most this: the models see 256 px or less,
 # the page shows ~800, and the work (and memory) of every step grows with the pixels.
 ANALYSIS_MAX_SIDE = 2048
+THUMBNAIL_SIDE = 160  # History's small picture of each analysis (the outline drawn)
 LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this is "uncertain"
 
 
@@ -54,8 +55,9 @@ class Analysis:
         """RGB images for display, each at the original image's own size (except the crop)."""
         from heatmap import overlay, place_in_image
         height, width = self.image.shape[:2]
-        images = {"original": self.image, "contour": contour_overlay(self.image, self.mask),
-                  "crop": self.classifier_input}
+        contour = contour_overlay(self.image, self.mask)
+        images = {"original": self.image, "contour": contour, "crop": self.classifier_input,
+                  "thumb": downscale(contour, THUMBNAIL_SIDE)}
         if self.gradcam is not None:
             images["gradcam"] = overlay(self.image, place_in_image(self.gradcam, self.region_box, height, width))
         if self.saliency is not None:

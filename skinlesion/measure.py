@@ -17,6 +17,10 @@ DERMOSCOPIC_COLOURS = {
 }
 COLOUR_MIN_SHARE = 0.05  # a colour counts when at least this share of the lesion has it
 COLOUR_SAMPLE = 20_000
+# Shape measures are taken on the lesion's outline at one fixed scale, smoothed, so that the
+# image's size and the pixel-level raggedness of a mask do not move them.
+MEASURE_SIDE = 256
+SMOOTHING_SIGMA = 2.0  # pixels at MEASURE_SIDE
 
 
 def _largest_contour(mask):
@@ -64,11 +68,27 @@ def colour_count(image, mask):
     return len(present), present
 
 
+def normalised_outline(contour, shape):
+    """The lesion (one contour) filled, cut to its box, scaled so that its longer side is
+    MEASURE_SIDE, and smoothed: the shape that asymmetry and border are measured on."""
+    filled = np.zeros(shape[:2], np.uint8)
+    cv2.drawContours(filled, [contour], -1, 1, thickness=-1)
+    x, y, w, h = cv2.boundingRect(contour)
+    scale = MEASURE_SIDE / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = cv2.resize(filled[y:y + h, x:x + w].astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    margin = int(4 * SMOOTHING_SIGMA) + 2
+    smooth = cv2.GaussianBlur(np.pad(resized, margin), (0, 0), SMOOTHING_SIGMA)
+    return smooth > 0.5
+
+
 def measure_lesion(image, mask):
     """Measurements of a non-empty boolean mask on its RGB image (same size)."""
     contour = _largest_contour(mask)
     if contour is None:
         return None
+    outline = normalised_outline(contour, mask.shape)
+    outline_contour = _largest_contour(outline)
     area = float(mask.sum())
     (_, _), (box_w, box_h), _ = cv2.minAreaRect(contour)
     hull = cv2.convexHull(contour)[:, 0, :].astype(np.float32)
@@ -80,11 +100,33 @@ def measure_lesion(image, mask):
         "max_diameter_px": round(float(distances.max()), 1),
         "equivalent_diameter_px": round(float(np.sqrt(4 * area / np.pi)), 1),
         "min_box_px": [round(float(min(box_w, box_h)), 1), round(float(max(box_w, box_h)), 1)],
-        "asymmetry": round(asymmetry(mask), 3),
-        "border_irregularity": round(border_irregularity(contour, area), 3),
+        "asymmetry": round(asymmetry(outline), 3),
+        "border_irregularity": round(border_irregularity(outline_contour, float(outline.sum())), 3),
         "colour_count": colours,
         "colours": colour_names,
     }
+
+
+SHAPE_MEASURES = {"area_px": "Area (px)", "max_diameter_px": "Largest diameter (px)",
+                  "asymmetry": "Asymmetry", "border_irregularity": "Border irregularity",
+                  "colour_count": "Colours"}
+
+
+def compare_measurements(earlier, later):
+    """Rows for two visits' measurements: values, change and relative change ([] when either
+    is missing)."""
+    if not earlier or not later:
+        return []
+    rows = []
+    for key, label in SHAPE_MEASURES.items():
+        before, after = earlier.get(key), later.get(key)
+        if before is None or after is None:
+            continue
+        change = after - before
+        relative = change / before if before else None
+        rows.append({"key": key, "label": label, "earlier": before, "later": after, "change": change,
+                     "relative": relative})
+    return rows
 
 
 def contour_overlay(image, mask, color=(0, 255, 0), thickness=None):

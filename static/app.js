@@ -1,4 +1,5 @@
-// Upload page: drag-and-drop, file names, progress indicator. History: pick two to compare.
+// Upload page: drag-and-drop, file names, progress indicator. History: pick two to compare;
+// local times.
 // Loaded from a file (no inline script), so the Content-Security-Policy can forbid inline code.
 document.addEventListener("DOMContentLoaded", function () {
   var form = document.getElementById("upload-form");
@@ -30,11 +31,12 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     form.addEventListener("submit", showBusy);
   }
-  document.querySelectorAll(".example-form").forEach(function (f) {
-    f.addEventListener("submit", function () {
-      var busy = document.getElementById("busy");
-      if (busy) busy.hidden = false;
-    });
+  // Times are stored and rendered in UTC; shown in the reader's own time zone, UTC kept as a tooltip.
+  document.querySelectorAll("time.local-time").forEach(function (t) {
+    var when = new Date(t.getAttribute("datetime"));
+    if (isNaN(when)) return;
+    t.title = t.textContent;
+    t.textContent = when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
   });
 
   document.querySelectorAll(".print-button").forEach(function (b) {

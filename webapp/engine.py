@@ -144,9 +144,27 @@ class Engine:
             return None
         return record
 
-    def visible_list(self, user, case_ref=None):
-        owner = user if self.config.get("LOGIN_REQUIRED") else None
-        return self.store.list(case_ref=case_ref, owner=owner)
+    def _owner_filter(self, user):
+        return user if self.config.get("LOGIN_REQUIRED") else None
+
+    def visible_list(self, user, case_ref=None, limit=200, offset=0):
+        return self.store.list(case_ref=case_ref, owner=self._owner_filter(user), limit=limit, offset=offset)
+
+    def visible_count(self, user, case_ref=None):
+        return self.store.count(case_ref=case_ref, owner=self._owner_filter(user))
+
+    def add_batch(self, records, failures, owner):
+        batch_id = new_id()
+        self.store.add_batch(batch_id, owner, [r["id"] for r in records], failures)
+        return batch_id
+
+    def visible_batch(self, batch_id, user):
+        """(batch, its analyses that still exist) if this user may see it, else None."""
+        batch = self.store.get_batch(batch_id)
+        if batch is None or (self.config.get("LOGIN_REQUIRED") and batch["owner"] != user):
+            return None
+        records = [r for r in (self.visible(i, user) for i in batch["analyses"]) if r is not None]
+        return batch, records
 
     def file_path(self, record, kind):
         name = record["files"].get(kind)

@@ -2,12 +2,13 @@
 import io
 import sqlite3
 
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
+from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    send_file, url_for)
 
 from skinlesion.classes import DISPLAY_NAMES, TASKS
 from skinlesion.export import SpreadsheetWriter
 from skinlesion.imageio import ImageError
+from skinlesion.measure import compare_measurements
 from skinlesion.reliability import STATE_LABELS
 
 from .auth import current_owner
@@ -15,7 +16,8 @@ from .engine import ServiceUnavailable
 from .forms import FormError, example_names, read_task, read_uploads
 
 blueprint = Blueprint("pages", __name__)
-IMAGE_KINDS = {"original", "mask", "contour", "gradcam", "saliency", "crop"}
+IMAGE_KINDS = {"original", "mask", "contour", "gradcam", "saliency", "crop", "thumb"}
+HISTORY_PAGE_SIZE = 50
 TASK_LABELS = {"7class": "7 classes (all HAM10000 diagnoses)", "3class": "3 classes (bcc, mel, nv)"}
 
 
@@ -66,8 +68,18 @@ def analyze():
     if not records:
         return upload_page("None of the files could be analysed: "
                            + "; ".join(f"{f['name']}: {f['error']}" for f in failures), 400, form)
-    return render_template("batch.html", records=records, failures=failures,
-                           ids=",".join(r["id"] for r in records))
+    batch_id = engine().add_batch(records, failures, current_owner())
+    return redirect(url_for("pages.batch", batch_id=batch_id), code=303)
+
+
+@blueprint.get("/batches/<batch_id>")
+def batch(batch_id):
+    found = engine().visible_batch(batch_id, current_owner())
+    if found is None:
+        abort(404)
+    stored, records = found
+    return render_template("batch.html", batch=stored, records=records, failures=stored["failures"],
+                           ids=",".join(r["id"] for r in records), task_labels=TASK_LABELS)
 
 
 @blueprint.get("/analyses/<analysis_id>")
@@ -78,10 +90,18 @@ def result(analysis_id):
 
 
 def _same_case(record):
+    """Other analyses of this case, each with the compare link in time order (earlier first)."""
     if not record["case_ref"]:
         return []
-    return [r for r in engine().visible_list(current_owner(), case_ref=record["case_ref"])
-            if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
+    others = [r for r in engine().visible_list(current_owner(), case_ref=record["case_ref"])
+              if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
+    return [{"record": other, "earlier": other["created"] <= record["created"],
+             "url": url_for("pages.compare", **_in_time_order(other, record))} for other in others]
+
+
+def _in_time_order(first, second):
+    earlier, later = sorted((first, second), key=lambda r: r["created"])
+    return {"a": earlier["id"], "b": later["id"]}
 
 
 @blueprint.get("/analyses/<analysis_id>/<kind>")
@@ -99,22 +119,33 @@ def analysis_image(analysis_id, kind):
 
 @blueprint.post("/analyses/<analysis_id>/delete")
 def delete(analysis_id):
-    engine().delete(record_or_404(analysis_id))
+    record = record_or_404(analysis_id)
+    engine().delete(record)
+    flash(f"Deleted the analysis of {record['original_name'] or 'an image'} "
+          f"from {record['created'][:16].replace('T', ' ')} UTC.")
     return redirect(url_for("pages.history"), code=303)
 
 
 @blueprint.get("/history")
 def history():
     case = request.args.get("case", "").strip()
-    return render_template("history.html", records=engine().visible_list(current_owner(), case or None),
-                           case=case, names=DISPLAY_NAMES)
+    total = engine().visible_count(current_owner(), case or None)
+    pages = max(1, -(-total // HISTORY_PAGE_SIZE))
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
+    records = engine().visible_list(current_owner(), case or None, limit=HISTORY_PAGE_SIZE,
+                                    offset=(page - 1) * HISTORY_PAGE_SIZE)
+    return render_template("history.html", records=records, case=case, names=DISPLAY_NAMES,
+                           task_labels=TASK_LABELS, page=page, pages=pages, total=total)
 
 
 @blueprint.get("/compare")
 def compare():
     first, second = record_or_404(request.args.get("a", "")), record_or_404(request.args.get("b", ""))
-    return render_template("compare.html", pair=[first, second], names=DISPLAY_NAMES,
-                           task_labels=TASK_LABELS)
+    earlier, later = sorted((first, second), key=lambda r: r["created"])
+    changes = compare_measurements(earlier["lesion"].get("measurements"), later["lesion"].get("measurements"))
+    return render_template("compare.html", pair=[earlier, later], names=DISPLAY_NAMES,
+                           task_labels=TASK_LABELS, changes=changes,
+                           malignant_change=later["malignant_probability"] - earlier["malignant_probability"])
 
 
 @blueprint.get("/batch.csv")
@@ -147,6 +178,18 @@ def batch_csv():
 @blueprint.app_context_processor
 def reliability_labels():
     return {"reliability_labels": STATE_LABELS}
+
+
+@blueprint.app_template_filter("percent")
+def percent(probability):
+    """A probability as a whole percentage that never reads 0% or 100% when it is not."""
+    if probability is None:
+        return ""
+    if 0 < probability < 0.005:
+        return "<1%"
+    if 0.995 <= probability < 1:
+        return ">99%"
+    return f"{probability * 100:.0f}%"
 
 
 def too_large_message():

@@ -36,6 +36,13 @@ CREATE TABLE IF NOT EXISTS analyses (
 );
 CREATE INDEX IF NOT EXISTS analyses_created ON analyses (created);
 CREATE INDEX IF NOT EXISTS analyses_case ON analyses (case_ref);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    owner TEXT,
+    analyses TEXT NOT NULL,
+    failures TEXT NOT NULL
+);
 """
 JSON_COLUMNS = ("probabilities", "lesion", "models", "files", "summary")
 
@@ -77,22 +84,31 @@ class Store:
             row = connection.execute("SELECT * FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
         return _decode(row) if row else None
 
-    def list(self, case_ref=None, owner=None, limit=200):
+    def list(self, case_ref=None, owner=None, limit=200, offset=0):
         """Newest first; case_ref matches a substring; owner (when given) must match."""
-        query, conditions, params = "SELECT * FROM analyses", [], []
-        if case_ref:
-            conditions.append("case_ref LIKE ? ESCAPE '\\'")
-            escaped = case_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.append(f"%{escaped}%")
-        if owner is not None:
-            conditions.append("owner = ?")
-            params.append(owner)
-        if conditions:
-            query += " WHERE " + " AND ".join(conditions)
-        query += " ORDER BY created DESC, rowid DESC LIMIT ?"
-        params.append(limit)
+        where, params = _filters(case_ref, owner)
+        query = f"SELECT * FROM analyses{where} ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?"
         with self._connect() as connection:
-            return [_decode(row) for row in connection.execute(query, params)]
+            return [_decode(row) for row in connection.execute(query, params + [limit, offset])]
+
+    def count(self, case_ref=None, owner=None):
+        where, params = _filters(case_ref, owner)
+        with self._connect() as connection:
+            return connection.execute(f"SELECT COUNT(*) FROM analyses{where}", params).fetchone()[0]
+
+    def add_batch(self, batch_id, owner, analysis_ids, failures):
+        """A batch is the list of its analyses (and of the files skipped), so that its page
+        has an address of its own (post/redirect/get)."""
+        with self._connect() as connection:
+            connection.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                               (batch_id, now(), owner, json.dumps(analysis_ids), json.dumps(failures)))
+
+    def get_batch(self, batch_id):
+        with self._connect() as connection:
+            row = connection.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        if row is None:
+            return None
+        return dict(row) | {"analyses": json.loads(row["analyses"]), "failures": json.loads(row["failures"])}
 
     def delete(self, analysis_id):
         with self._connect() as connection:
@@ -127,7 +143,21 @@ def sweep_orphans(store, folders, grace_seconds=ORPHAN_GRACE_SECONDS):
 
 
 def now():
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Milliseconds: two analyses of one case in the same second still have an order.
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _filters(case_ref, owner):
+    """(WHERE clause, parameters) for a case-reference substring and an owner."""
+    conditions, params = [], []
+    if case_ref:
+        conditions.append("case_ref LIKE ? ESCAPE '\\'")
+        escaped = case_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append(f"%{escaped}%")
+    if owner is not None:
+        conditions.append("owner = ?")
+        params.append(owner)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
 
 def _decode(row):
