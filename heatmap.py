@@ -118,15 +118,48 @@ def normalise(heat):
     return heat / top
 
 
+GRADCAM_COLORMAP = "viridis"  # perceptually uniform: equal steps of the map look equal
+SALIENCY_COLORMAP = "inferno"
+EDGE_FADE = 0.15  # share of the crop's side over which a map fades out towards its edge
+
+
+def edge_fade(height, width, fade=EDGE_FADE):
+    """A window that is 1 inside and falls smoothly to 0 at the edges (smoothstep), so a map
+    computed on a crop does not end in a hard rectangle on the whole image."""
+    def ramp(n):
+        distance = np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / max(1.0, fade * n)
+        x = np.clip(distance, 0.0, 1.0)
+        return x * x * (3 - 2 * x)
+    return np.outer(ramp(height), ramp(width)).astype(np.float32)
+
+
 def place_in_image(heat, box, height, width):
-    """Put a map computed on the crop `box` back into a (height, width) frame."""
+    """Put a map computed on the crop `box` back into a (height, width) frame, fading out
+    towards the crop's edges."""
     if box is None:
         return cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
     top, bottom, left, right = box
     frame = np.zeros((height, width), np.float32)
-    frame[top:bottom, left:right] = cv2.resize(heat, (right - left, bottom - top),
-                                               interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(heat, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+    frame[top:bottom, left:right] = resized * edge_fade(bottom - top, right - left)
     return frame
+
+
+def legible_saliency(heat, mask=None, percentile=99.0):
+    """A saliency map made readable: smoothed (pixel gradients are speckle), kept to the
+    lesion and a margin around it, and scaled so that its top 1% is full strength rather
+    than a few extreme pixels setting the scale and leaving the rest a dark wash."""
+    height, width = heat.shape
+    sigma = max(1.0, max(height, width) / 100.0)
+    heat = cv2.GaussianBlur(heat.astype(np.float32), (0, 0), sigma)
+    if mask is not None and mask.any():
+        margin = max(3, int(0.03 * max(height, width)))
+        grown = cv2.dilate(mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8))
+        heat = heat * cv2.GaussianBlur(grown.astype(np.float32), (0, 0), margin / 2)
+    positive = heat[heat > EMPTY_MAP_EPSILON]
+    if positive.size == 0:
+        return np.zeros_like(heat)
+    return np.clip(heat / np.percentile(positive, percentile), 0.0, 1.0)
 
 
 @lru_cache(maxsize=8)
@@ -140,12 +173,12 @@ def _levels(heat):
     return np.round(np.clip(heat, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def colorize(heat, colormap="jet"):
+def colorize(heat, colormap=GRADCAM_COLORMAP):
     """(H, W) map in [0, 1] -> (H, W, 3) uint8 RGB through a matplotlib colormap."""
     return _lookup_table(colormap)[_levels(heat)]
 
 
-def overlay(image, heat, colormap="jet", alpha=0.45):
+def overlay(image, heat, colormap=GRADCAM_COLORMAP, alpha=0.45):
     """Blend a map (at the image's size) over an RGB uint8 image; cold areas stay visible."""
     levels = _levels(heat)
     colored = _lookup_table(colormap)[levels]

@@ -53,7 +53,7 @@ class Analysis:
 
     def overlays(self):
         """RGB images for display, each at the original image's own size (except the crop)."""
-        from heatmap import overlay, place_in_image
+        from heatmap import SALIENCY_COLORMAP, legible_saliency, overlay, place_in_image
         height, width = self.image.shape[:2]
         contour = contour_overlay(self.image, self.mask)
         images = {"original": self.image, "contour": contour, "crop": self.classifier_input,
@@ -61,8 +61,9 @@ class Analysis:
         if self.gradcam is not None:
             images["gradcam"] = overlay(self.image, place_in_image(self.gradcam, self.region_box, height, width))
         if self.saliency is not None:
-            images["saliency"] = overlay(self.image, place_in_image(self.saliency, self.region_box, height, width),
-                                         colormap="inferno", alpha=0.7)
+            saliency = legible_saliency(place_in_image(self.saliency, self.region_box, height, width),
+                                        self.mask if self.lesion_found else None)
+            images["saliency"] = overlay(self.image, saliency, colormap=SALIENCY_COLORMAP, alpha=0.7)
         return images
 
     def save_images(self, folder, stem, image_format="jpg"):

@@ -112,9 +112,10 @@ SHAPE_MEASURES = {"area_px": "Area (px)", "max_diameter_px": "Largest diameter (
                   "colour_count": "Colours"}
 
 
-def compare_measurements(earlier, later):
-    """Rows for two visits' measurements: values, change and relative change ([] when either
-    is missing)."""
+def compare_measurements(earlier, later, noise=None):
+    """Rows for two visits' measurements: values, change, relative change, and whether the
+    change is within `noise` (the segmenter card's measurement_noise.visit_noise: relative
+    for sizes and border, absolute for asymmetry); [] when either visit has no outline."""
     if not earlier or not later:
         return []
     rows = []
@@ -124,8 +125,11 @@ def compare_measurements(earlier, later):
             continue
         change = after - before
         relative = change / before if before else None
+        limit = (noise or {}).get(key)
+        size = abs(change) if key == "asymmetry" else (abs(relative) if relative is not None else None)
         rows.append({"key": key, "label": label, "earlier": before, "later": after, "change": change,
-                     "relative": relative})
+                     "relative": relative, "noise": limit,
+                     "within_noise": None if limit is None or size is None else size <= limit})
     return rows
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .classify import tta_views
 from .inputs import segmenter_input
 from .regions import lesion_box
 
@@ -59,6 +60,9 @@ class Segmenter:
         size = card["input_size"]
         self.input_shape = (int(size["height"]), int(size["width"]))
         self.steps = tuple(card.get("preprocessing", ()))
+        # flip4: the map is averaged over the image and its three flips, so an outline (and
+        # the measurements taken from it) does not depend on which way up the photograph is.
+        self.test_time_augmentation = card.get("test_time_augmentation", "none")
         self._forward = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((None, *self.input_shape, 3), tf.float32)],
@@ -67,7 +71,11 @@ class Segmenter:
     def probability(self, preprocessed_images):
         """Batch of preprocessed uint8 images -> list of probability maps at U-Net size."""
         batch = np.stack([segmenter_input(image, self.input_shape) for image in preprocessed_images])
-        return self._forward(batch.astype(np.float32)).numpy()[..., 0]
+        views = tta_views(batch.astype(np.float32), self.test_time_augmentation)
+        maps = self._forward(views).numpy()[..., 0].reshape(-1, len(batch), *self.input_shape)
+        if len(maps) == 4:  # undo each view's flip before averaging
+            maps = np.stack([maps[0], maps[1][:, :, ::-1], maps[2][:, ::-1], maps[3][:, ::-1, ::-1]])
+        return maps.mean(axis=0)
 
     def __call__(self, preprocessed_image):
         probability = self.probability([preprocessed_image])[0]

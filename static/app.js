@@ -59,4 +59,49 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   }
   picks.forEach(function (p) { p.addEventListener("change", updateCompare); });
+
+  // Result page: overlay on/off and opacity per explanation image; any image enlarges in a
+  // dialog (Esc or the button closes it) at full resolution, with the same controls.
+  function setLayer(layer, toggle, slider) {
+    layer.style.opacity = toggle.checked ? slider.value / 100 : 0;
+  }
+  document.querySelectorAll("figure.layered").forEach(function (figure) {
+    var layer = figure.querySelector("img.layer");
+    var toggle = figure.querySelector(".overlay-toggle");
+    var slider = figure.querySelector(".overlay-opacity");
+    var update = function () { setLayer(layer, toggle, slider); };
+    toggle.addEventListener("change", update);
+    slider.addEventListener("input", update);
+  });
+  var viewer = document.getElementById("viewer");
+  if (viewer && viewer.showModal) {
+    var base = document.getElementById("viewer-base");
+    var layer = document.getElementById("viewer-layer");
+    var toggle = document.getElementById("viewer-toggle");
+    var slider = document.getElementById("viewer-opacity");
+    var key = document.getElementById("viewer-key");
+    var update = function () { setLayer(layer, toggle, slider); };
+    toggle.addEventListener("change", update);
+    slider.addEventListener("input", update);
+    document.querySelectorAll("button.zoom").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var layered = button.hasAttribute("data-base");
+        var figure = button.closest("figure");
+        layer.src = button.getAttribute("data-full");
+        layer.alt = button.getAttribute("aria-label").replace("Enlarge: ", "");
+        base.hidden = !layered;
+        if (layered) base.src = button.getAttribute("data-base");
+        viewer.classList.toggle("has-layer", layered);
+        key.className = "ramp ramp-" + (button.getAttribute("data-key") || "none");
+        document.getElementById("viewer-title").textContent = figure.querySelector("figcaption").textContent;
+        var small = figure.querySelector(".overlay-toggle");  // start where the page's controls are
+        toggle.checked = small ? small.checked : true;
+        slider.value = small ? figure.querySelector(".overlay-opacity").value : 100;
+        update();
+        viewer.showModal();
+      });
+    });
+    document.getElementById("viewer-close").addEventListener("click", function () { viewer.close(); });
+    viewer.addEventListener("click", function (event) { if (event.target === viewer) viewer.close(); });
+  }
 });

@@ -47,7 +47,7 @@ def tiny_models(tmp_path_factory):
     unet.save(folder / "unet.h5")
     write_card(folder / "unet.h5", {"task": "segmentation", "name": "tiny U-Net", "version": "test",
                                    "input_size": {"height": 64, "width": 64},
-                                   "preprocessing": ["color_constancy"]})
+                                   "preprocessing": ["color_constancy"], "test_time_augmentation": "flip4"})
     for task, classes in TASKS.items():
         model = build_mobilenet_classifier(len(classes), 64)
         path = folder / f"classifier_{task}.h5"

@@ -59,16 +59,22 @@ def server(tmp_path_factory, tiny_models):
 
 
 @pytest.fixture(scope="module")
-def page():
+def browser():
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        yield page
+        yield browser
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def page(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    yield page
+    page.close()
+
+
 def images_loaded(page):
-    return page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+    return page.eval_on_selector_all("img[src]", "imgs => imgs.map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
 
 
 def test_upload_through_the_page(server, page):
@@ -94,7 +100,7 @@ def test_upload_through_the_page(server, page):
 
 def test_example_click_and_error_message(server, page):
     page.goto(server + "/")
-    page.click(".example-form button >> nth=0")
+    page.click("button.example >> nth=0")
     page.wait_for_selector("#verdict", timeout=120_000)
     assert page.locator("td.pct").count() == 7
     page.goto(server + "/")
@@ -103,3 +109,197 @@ def test_example_click_and_error_message(server, page):
     page.wait_for_selector(".error")
     assert "not an image" in page.inner_text(".error")
     assert page.locator("#upload-form").count() == 1
+
+
+# --- issue 13: the result page and the pages around it --------------------------------------
+
+AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
+PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1366, "height": 900}
+
+
+def analyse(server, example_index=0, case="", note="", task="7class"):
+    """An analysis made through the API; returns its id."""
+    import json
+    import uuid
+    example = sorted(EXAMPLES.glob("*.jpg"))[example_index]
+    boundary = uuid.uuid4().hex
+    fields = {"task": task, "case": case, "note": note}
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n".encode()
+                    for k, v in fields.items())
+    body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{example.name}\"\r\n"
+             f"Content-Type: image/jpeg\r\n\r\n").encode() + example.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(server + "/api/analyze", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())["id"]
+
+
+@pytest.fixture(scope="module")
+def visits(server):
+    """Two analyses of one case (a follow-up), and the batch page of two images."""
+    first = analyse(server, 0, case="FOLLOW-1", note="first visit")
+    second = analyse(server, 1, case="FOLLOW-1", note="second visit")
+    return first, second
+
+
+def test_images_enlarge_with_overlay_controls_and_a_colour_key(server, page, visits):
+    page.goto(f"{server}/analyses/{visits[1]}")
+    page.wait_for_load_state("networkidle")
+    figure = page.locator("figure[data-kind=gradcam]")
+    assert "low" in figure.inner_text() and "high contribution" in figure.inner_text()
+    assert figure.locator(".ramp-viridis").count() == 1  # a perceptually uniform map, not jet
+    layer = figure.locator("img.layer")
+    figure.locator(".overlay-opacity").fill("40")
+    assert layer.evaluate("e => getComputedStyle(e).opacity") == "0.4"
+    figure.locator(".overlay-toggle").uncheck()  # the original alone
+    assert layer.evaluate("e => getComputedStyle(e).opacity") == "0"
+    page.click("figure[data-kind=contour] button.zoom")
+    assert page.evaluate("document.getElementById('viewer').open")
+    natural = page.evaluate("document.getElementById('viewer-layer').naturalWidth")
+    shown = page.evaluate("document.getElementById('viewer-layer').getBoundingClientRect().width")
+    assert shown > 2 * natural  # the full-resolution file, enlarged to the dialog
+    page.keyboard.press("Escape")
+    assert not page.evaluate("document.getElementById('viewer').open")
+    page.click("figure[data-kind=saliency] button.zoom")
+    assert page.locator("#viewer-opacity").is_visible()  # explanation images keep their controls
+    page.click("#viewer-close")
+
+
+def test_examples_use_the_classifier_case_and_note_of_the_form(server, page):
+    page.goto(server + "/")
+    page.check('input[name=task][value="3class"]')
+    page.fill("input[name=case]", "EXAMPLE-CASE")
+    page.fill("textarea[name=note]", "clicked an example")
+    page.click("button.example >> nth=0")
+    page.wait_for_selector("#verdict", timeout=120_000)
+    details = page.inner_text(".details")
+    assert "3 classes" in details and "EXAMPLE-CASE" in details and "clicked an example" in details
+    assert page.locator("td.pct").count() == 3
+
+
+def test_batch_has_its_own_address_and_reload_does_not_resubmit(server, page):
+    import json
+    page.goto(server + "/")
+    page.set_input_files("#image-input", [str(p) for p in sorted(EXAMPLES.glob("*.jpg"))[:2]])
+    page.click("#analyse-button")
+    page.wait_for_url("**/batches/*", timeout=180_000)
+    rows = page.locator("#batch-table tbody tr")
+    assert rows.count() == 2 and page.locator("#batch-table .reliability").count() == 2
+    before = len(json.loads(urllib.request.urlopen(server + "/api/health").read())["tasks"])  # server alive
+    count = page.evaluate("fetch('/history').then(r => r.text()).then(t => (t.match(/class=\"compare-pick\"/g) || []).length)")
+    page.reload()
+    assert page.locator("#batch-table tbody tr").count() == 2 and before
+    assert page.evaluate("fetch('/history').then(r => r.text()).then(t => (t.match(/class=\"compare-pick\"/g) || []).length)") == count
+
+
+def test_history_rows_compare_and_delete(server, page, visits):
+    page.goto(server + "/history?case=FOLLOW-1")
+    page.wait_for_load_state("networkidle")
+    table = page.inner_text("table.history")
+    assert "7 classes" in table and "7class" not in table
+    assert "UTC" not in page.inner_text("time.local-time >> nth=0")  # shown in the reader's zone
+    assert "UTC" in page.get_attribute("time.local-time >> nth=0", "title")
+    thumbs = page.eval_on_selector_all("img.thumb", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert len(thumbs) == 2 and all(thumbs)
+    labels = page.eval_on_selector_all(".compare-pick", "boxes => boxes.map(b => b.getAttribute('aria-label'))")
+    assert len(set(labels)) == len(labels)
+    assert "page 1 of 1" in page.inner_text(".pager")
+    # From the earlier visit, the compare link still puts the earlier visit first.
+    page.goto(f"{server}/analyses/{visits[0]}")
+    page.click("#same-case a")
+    text = page.inner_text("main")
+    assert text.index("first visit") < text.index("second visit") and "What changed" in text
+    assert "Beyond noise?" in text
+
+
+def test_delete_asks_then_confirms(server, page):
+    doomed = analyse(server, 2, case="DELETE-ME")
+    page.goto(f"{server}/analyses/{doomed}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form.delete-form button")
+    page.wait_for_url("**/history")
+    assert "Deleted the analysis" in page.inner_text(".confirmation")
+
+
+def pages_to_check(server, visits):
+    first, second = visits
+    return {"upload": "/", "result": f"/analyses/{second}", "history": "/history",
+            "compare": f"/compare?a={first}&b={second}", "not found": "/nowhere"}
+
+
+def test_no_page_scrolls_sideways_on_a_phone(server, browser, visits):
+    page = browser.new_page(viewport=PHONE)
+    batch = None
+    for name, path in pages_to_check(server, visits).items():
+        page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (name, width)
+    page.goto(server + "/")
+    page.set_input_files("#image-input", [str(p) for p in sorted(EXAMPLES.glob("*.jpg"))[:2]])
+    page.click("#analyse-button")
+    page.wait_for_url("**/batches/*", timeout=180_000)
+    batch = page.url
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], batch
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{server}/analyses/{visits[1]}")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ARTIFACTS / "result_phone.png"), full_page=True)
+    page.close()
+
+
+def pdf_pages(data):
+    pdfium = pytest.importorskip("pypdfium2")
+    return len(pdfium.PdfDocument(data))
+
+
+def test_the_printed_report_is_one_a4_page_legible_in_black_and_white(server, browser, visits):
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(f"{server}/analyses/{visits[1]}")
+    page.fill("input[name=patient]", "P-0042")
+    page.fill("input[name=clinician]", "Dr Rossi")
+    page.emulate_media(media="print")
+    # Without background graphics: the referral badge and states must be words in boxes.
+    for selector in (".verdict .reliability", ".flag"):
+        if page.locator(selector).count():
+            style = page.eval_on_selector(selector, "e => [getComputedStyle(e).borderTopStyle, getComputedStyle(e).color]")
+            assert style[0] != "none" and style[1] in ("rgb(0, 0, 0)",), (selector, style)
+    assert page.eval_on_selector(".legend .key", "e => getComputedStyle(e).borderTopWidth") != "0px"
+    pdf = page.pdf(format="A4", print_background=False)
+    assert pdf_pages(pdf) == 1
+    assert page.locator("input[name=patient]").is_visible()  # the fields print with the report
+    page.close()
+
+
+def test_download_pdf_is_the_same_one_page_report(server, visits):
+    pytest.importorskip("weasyprint")
+    url = f"{server}/analyses/{visits[1]}/report.pdf?patient=P-0042&clinician=Dr+Rossi&date=2026-11-24"
+    with urllib.request.urlopen(url, timeout=120) as response:
+        assert response.headers["Content-Type"] == "application/pdf"
+        data = response.read()
+    assert pdf_pages(data) == 1
+    pdfium = pytest.importorskip("pypdfium2")
+    text = pdfium.PdfDocument(data)[0].get_textpage().get_text_range()
+    assert "P-0042" in text and "Dr Rossi" in text and "Not a diagnostic device" in text
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_axe_finds_no_accessibility_violations(server, browser, visits, viewport, scheme):
+    """axe-core (vendored under tests/vendor, MPL-2.0) on every page; bypass_csp only lets
+    the test inject axe's script, the pages are served as always."""
+    context = browser.new_context(viewport=viewport, color_scheme=scheme, bypass_csp=True)
+    page = context.new_page()
+    found = {}
+    for name, path in pages_to_check(server, visits).items():
+        page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate("axe.run(document).then(r => [r.passes.length, r.violations"
+                               ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))])")
+        passes, violations = result
+        assert passes > 10, name  # axe did run its rules
+        if violations:
+            found[name] = violations
+    context.close()
+    assert not found

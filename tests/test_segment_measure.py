@@ -87,3 +87,69 @@ def test_colour_count_counts_distinct_colours():
     image[:, 30:] = (110, 120, 140)
     count, names = colour_count(image, np.ones((10, 40), bool))
     assert count == 4 and "black" in names and "blue-grey" in names
+
+
+def test_outline_does_not_depend_on_which_way_up_the_photograph_is(tiny_models):
+    """Issue 13.2: the U-Net's map is averaged over four flips, so a flipped photograph gets
+    the flipped outline, whatever the weights (here: random ones)."""
+    from skinlesion.models import load_checked_model
+    segmenter = Segmenter(*load_checked_model(tiny_models / "unet.h5"))
+    assert segmenter.test_time_augmentation == "flip4"
+    image, _ = synthetic_lesion(150, 200, seed=3)
+    base = segmenter.probability([image])[0]
+    for flipped, undo in ((image[:, ::-1], lambda m: m[:, ::-1]), (image[::-1], lambda m: m[::-1]),
+                          (image[::-1, ::-1], lambda m: m[::-1, ::-1])):
+        np.testing.assert_allclose(undo(segmenter.probability([np.ascontiguousarray(flipped)])[0]), base,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("change", ["half size", "double size", "shift", "flip", "rotate 90"])
+def test_shape_measures_do_not_depend_on_scale_or_position(change):
+    """Asymmetry and border are measured on the outline at one fixed scale, smoothed."""
+    import cv2
+    mask = np.zeros((450, 600), np.uint8)
+    cv2.ellipse(mask, (300, 225), (120, 80), 20, 0, 360, 1, -1)
+    for angle in range(0, 360, 30):  # bumps make the border irregular
+        cv2.circle(mask, (int(300 + 130 * np.cos(np.radians(angle))), int(225 + 85 * np.sin(np.radians(angle)))), 12, 1, -1)
+    changed = {"half size": lambda m: cv2.resize(m, (300, 225), interpolation=cv2.INTER_NEAREST),
+               "double size": lambda m: cv2.resize(m, (1200, 900), interpolation=cv2.INTER_NEAREST),
+               "shift": lambda m: np.roll(m, (30, -40), axis=(0, 1)),
+               "flip": lambda m: m[:, ::-1], "rotate 90": np.rot90}[change](mask)
+    grey = lambda m: np.full((*m.shape, 3), 150, np.uint8)  # noqa: E731
+    before = measure_lesion(grey(mask), mask.astype(bool))
+    after = measure_lesion(grey(changed), np.ascontiguousarray(changed).astype(bool))
+    assert abs(after["asymmetry"] - before["asymmetry"]) <= 0.01
+    assert abs(after["border_irregularity"] / before["border_irregularity"] - 1) < 0.02
+
+
+def test_compare_measurements_marks_changes_within_noise():
+    from skinlesion.measure import compare_measurements
+    earlier = {"area_px": 1000, "max_diameter_px": 40.0, "asymmetry": 0.10, "border_irregularity": 1.30, "colour_count": 2}
+    later = {"area_px": 1300, "max_diameter_px": 41.0, "asymmetry": 0.11, "border_irregularity": 1.31, "colour_count": 3}
+    noise = {"area_px": 0.10, "max_diameter_px": 0.05, "asymmetry": 0.03, "border_irregularity": 0.10}
+    rows = {row["key"]: row for row in compare_measurements(earlier, later, noise)}
+    assert rows["area_px"]["within_noise"] is False and rows["area_px"]["relative"] == pytest.approx(0.3)
+    assert rows["max_diameter_px"]["within_noise"] and rows["asymmetry"]["within_noise"]
+    assert rows["colour_count"]["within_noise"] is None and rows["colour_count"]["change"] == 1
+    assert compare_measurements(earlier, None) == []
+
+
+@pytest.mark.skipif(not __import__("conftest").shipped_models_present(), reason="needs the shipped models")
+def test_shipped_pipeline_measurements_are_stable_on_the_examples():
+    """Issue 13.2: a small crop with a brighter lamp, and flips, move asymmetry and border
+    irregularity of the example lesions by less than 5% (the 2026-11-24 report: 1.473 -> 1.716)."""
+    from conftest import EXAMPLES, MODELS
+    from skinlesion.analysis import Analyzer
+    from skinlesion.imageio import load_image
+    analyzer = Analyzer(MODELS, tasks=())
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        image = load_image(path)
+        height, width = image.shape[:2]
+        reframed = image[height // 33:-(height // 33), width // 33:-(width // 33)].astype(np.float32) * 1.06
+        variants = [image[:, ::-1], image[::-1], np.clip(reframed, 0, 255).astype(np.uint8)]
+        measure = lambda im: measure_lesion(im, analyzer.segment(np.ascontiguousarray(im), {}).mask)  # noqa: E731
+        before = measure(image)
+        for variant in variants:
+            after = measure(variant)
+            for key in ("asymmetry", "border_irregularity"):
+                assert abs(after[key] / before[key] - 1) < 0.05, (path.name, key, before[key], after[key])

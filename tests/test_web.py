@@ -251,3 +251,47 @@ def test_odd_but_valid_images_are_analysed(client, app, name):
     assert mask.size == ((120, 160) if name == "rotated.jpg" else (160, 120))
     stored = [p.name for p in app.config["UPLOAD_DIR"].iterdir()]
     assert all(".." not in n and "/" not in n and "passwd" not in n for n in stored)
+
+
+def test_percent_never_reads_zero_or_hundred_when_it_is_not():
+    from webapp.pages import percent
+    values = (0.0, 0.002, 0.005, 0.012, 0.42, 0.991, 0.996, 1.0)
+    assert [percent(p) for p in values] == ["0%", "<1%", "<1%", "1%", "42%", ">99%", ">99%", "100%"]
+
+
+def test_history_pages_instead_of_a_silent_cap(client, app, monkeypatch):
+    import webapp.pages as pages
+    monkeypatch.setattr(pages, "HISTORY_PAGE_SIZE", 2)
+    ids = [post_api(client, jpeg_bytes(i), case="PAGED").get_json()["id"] for i in range(5)]
+    first = client.get("/history?case=PAGED").data.decode()
+    last = client.get("/history?case=PAGED&page=3").data.decode()
+    assert "5 analyses · page 1 of 3" in first and ids[4] in first and ids[0] not in first
+    assert "page 3 of 3" in last and ids[0] in last and 'rel="prev"' in last
+    assert "page 3 of 3" in client.get("/history?case=PAGED&page=99").data.decode()  # clamped, not an error
+
+
+def test_pdf_report_says_what_is_missing_when_it_cannot_be_made(client, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_weasyprint(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0'")
+        return real_import(name, *args, **kwargs)
+
+    analysis_id = post_api(client, jpeg_bytes()).get_json()["id"]
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    response = client.get(f"/analyses/{analysis_id}/report.pdf")
+    assert response.status_code == 503 and b"libpango" in response.data and b"Print report" in response.data
+
+
+def test_pdf_report_reads_only_this_analysis_files(tmp_path):
+    from webapp.report import _local_file
+    (tmp_path / "a_contour.jpg").write_bytes(b"x")
+    lookup = lambda analysis, kind: tmp_path / f"a_{kind}.jpg" if analysis == "a" else None  # noqa: E731
+    assert _local_file("http://report.invalid/analyses/a/contour", lookup) == tmp_path / "a_contour.jpg"
+    assert _local_file("http://report.invalid/static/style.css", lookup).name == "style.css"
+    for url in ("http://report.invalid/analyses/b/contour", "http://report.invalid/static/../app.py",
+                "file:///etc/passwd", "http://evil.example/x"):
+        with pytest.raises(ValueError):
+            _local_file(url, lookup)

@@ -71,6 +71,13 @@ class Engine:
     def versions(self):
         return self.analyzer.versions() if self.analyzer else {}
 
+    def measurement_noise(self):
+        """How much measurements move between two photographs of an unchanged lesion
+        (training.measurement_noise, in the segmenter's card), or None."""
+        if self.analyzer is None:
+            return None
+        return self.analyzer.segmenter.card.get("measurement_noise")
+
     def problems(self):
         """What would stop this server from analysing, or a restarted worker from starting."""
         found = [self.store.check()] + [p for p in self.model_watch.problems() if p != self.failure]

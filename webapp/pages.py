@@ -1,6 +1,7 @@
 """Server-rendered pages: upload, result, history, compare, batch, delete, images."""
 import io
 import sqlite3
+from datetime import date
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    send_file, url_for)
@@ -82,11 +83,33 @@ def batch(batch_id):
                            ids=",".join(r["id"] for r in records), task_labels=TASK_LABELS)
 
 
+REPORT_FIELDS = ("patient", "clinician", "date")
+
+
+def render_result(record, pdf=False):
+    report = {name: request.args.get(name, "").strip()[:100] for name in REPORT_FIELDS}
+    report["date"] = report["date"] or date.today().isoformat()  # the day it is printed
+    return render_template("result.html", r=record, names=DISPLAY_NAMES, task_labels=TASK_LABELS,
+                           same_case=[] if pdf else _same_case(record), report=report, pdf=pdf)
+
+
 @blueprint.get("/analyses/<analysis_id>")
 def result(analysis_id):
+    return render_result(record_or_404(analysis_id))
+
+
+@blueprint.get("/analyses/<analysis_id>/report.pdf")
+def report_pdf(analysis_id):
+    """The printed report as a PDF: the same page, laid out by its print stylesheet."""
+    from .report import ReportUnavailable, html_to_pdf
     record = record_or_404(analysis_id)
-    return render_template("result.html", r=record, names=DISPLAY_NAMES, task_labels=TASK_LABELS,
-                           same_case=_same_case(record))
+    try:
+        data = html_to_pdf(render_result(record, pdf=True),
+                           lambda shown, kind: engine().file_path(record, kind) if shown == record["id"] else None)
+    except ReportUnavailable as problem:
+        return render_template("error.html", title="PDF unavailable", message=str(problem)), 503
+    return Response(data, mimetype="application/pdf", headers={
+        "Content-Disposition": f"attachment; filename=lesion-lens-{record['id'][:8]}.pdf"})
 
 
 def _same_case(record):
@@ -142,9 +165,12 @@ def history():
 def compare():
     first, second = record_or_404(request.args.get("a", "")), record_or_404(request.args.get("b", ""))
     earlier, later = sorted((first, second), key=lambda r: r["created"])
-    changes = compare_measurements(earlier["lesion"].get("measurements"), later["lesion"].get("measurements"))
+    noise = engine().measurement_noise() or {}
+    changes = compare_measurements(earlier["lesion"].get("measurements"), later["lesion"].get("measurements"),
+                                   noise.get("visit_noise"))
     return render_template("compare.html", pair=[earlier, later], names=DISPLAY_NAMES,
                            task_labels=TASK_LABELS, changes=changes,
+                           noise_basis=sum((noise.get("images") or {}).values()),
                            malignant_change=later["malignant_probability"] - earlier["malignant_probability"])
 
 
@@ -185,9 +211,9 @@ def percent(probability):
     """A probability as a whole percentage that never reads 0% or 100% when it is not."""
     if probability is None:
         return ""
-    if 0 < probability < 0.005:
+    if 0 < probability < 0.01:
         return "<1%"
-    if 0.995 <= probability < 1:
+    if 0.99 < probability < 1:
         return ">99%"
     return f"{probability * 100:.0f}%"
 
