@@ -19,11 +19,15 @@ def main():
     import sys
     from skinlesion.classify import CalibrationError
     from skinlesion.models import ModelFileError
+    from sqlalchemy.exc import DatabaseError
+    from webapp import ConfigurationError
     try:
         # The one single-user setting: on loopback, no accounts (webapp/auth.py).
         app = create_app({"WORKSTATION": True, "LISTEN_HOST": HOST})
-    except (ModelFileError, CalibrationError) as error:
+    except (ModelFileError, CalibrationError, ConfigurationError) as error:
         sys.exit(f"Cannot start: {error}")
+    except DatabaseError as error:
+        sys.exit(f"Cannot start: the database cannot be opened ({error.orig or error}).")
     sweep_orphans_at_start(app.config)
     print(f"Serving on http://{HOST}:{PORT}  (Ctrl+C to stop)", flush=True)
     app.run(host=HOST, port=PORT, debug=False, threaded=True)

@@ -35,7 +35,7 @@ def on_starting(server):
     from skinlesion.cards import ModelFileError, check_model_file, model_paths
     from skinlesion.classify import (CalibrationError, check_site_calibration, for_site,
                                      read_site_calibration)
-    from webapp import sweep_orphans_at_start
+    from webapp import ConfigurationError, db, require_shared_secret, sweep_orphans_at_start
     from webapp.config import from_environment
     config = from_environment()
     try:
@@ -45,7 +45,12 @@ def on_starting(server):
         if config["CALIBRATION"]:  # a clinic's own threshold, made for one of the loaded models
             site = read_site_calibration(config["CALIBRATION"])
             check_site_calibration(site, for_site(site, cards, config["CALIBRATION"]), config["CALIBRATION"])
-    except (ModelFileError, CalibrationError) as error:
+        require_shared_secret(config)
+        sweep_orphans_at_start(config)  # here, once, not in every worker (also checks the database)
+    except (ModelFileError, CalibrationError, ConfigurationError) as error:
         server.log.error("Cannot start: %s", error)
         sys.exit(1)
-    sweep_orphans_at_start(config)  # here, once, not in every worker
+    except db.DatabaseError as error:
+        server.log.error("Cannot start: the database %s cannot be opened (%s)",
+                         db.describe(config["DATABASE"]), error.orig or error)
+        sys.exit(1)

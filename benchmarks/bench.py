@@ -150,7 +150,7 @@ def post(url, data, task):
 
 
 class Gunicorn:
-    def __init__(self, workers, models_dir):
+    def __init__(self, workers, models_dir, extra_env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.folder = Path(tempfile.mkdtemp())
@@ -159,6 +159,7 @@ class Gunicorn:
                    SKINLESION_UPLOAD_DIR=str(self.folder / "u"), SKINLESION_HEATMAP_DIR=str(self.folder / "h"),
                    SKINLESION_DATABASE=str(self.folder / "db.sqlite3"), SKINLESION_MAX_REQUESTS="0",
                    SKINLESION_REQUIRE_LOGIN="never")  # loopback measurement, nobody else on it
+        env.update(extra_env or {})
         self.started = time.perf_counter()
         self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                                          "app:create_app()"], cwd=ROOT, env=env,

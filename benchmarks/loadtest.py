@@ -1,6 +1,7 @@
 """Reliability under load, on loopback: concurrency, soak, and a worker killed mid-analysis.
 
     python benchmarks/loadtest.py [--requests 300] [--concurrency 8] [--soak 1000]
+    python benchmarks/loadtest.py --database postgresql://user@host:port/db --out docs/reliability_postgresql.json
 
 1. `--requests` analyses at `--concurrency` against gunicorn with 2 workers: counts 5xx
    and checks every response belongs to its own upload (sha256 of the stored bytes).
@@ -15,7 +16,6 @@ import http.client
 import json
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -78,7 +78,7 @@ def soak(server, images, count, every=50):
     return {"requests": count, "non_200": failures, "curve": curve, "growth_percent_after_warmup": growth}
 
 
-def kill_mid_analysis(server, images):
+def kill_mid_analysis(server, images, database=None):
     victims = server.worker_pids()
     results = []
     thread = threading.Thread(target=lambda: results.append(analyze(server.url, images[3])))
@@ -88,9 +88,8 @@ def kill_mid_analysis(server, images):
     thread.join()
     time.sleep(1)
     after = [analyze(server.url, images[i])[0] for i in range(10)]
-    database = server.folder / "db.sqlite3"
-    with sqlite3.connect(database) as connection:
-        rows = [json.loads(files) for (files,) in connection.execute("SELECT files FROM analyses")]
+    from webapp.store import Store
+    rows = [r["files"] for r in Store(database or server.folder / "db.sqlite3").list(limit=100_000)]
     missing = sum(not (server.folder / ("u" if kind == "upload" else "h") / name).exists()
                   for files in rows for kind, name in files.items())
     return {"in_flight_status": results[0][0] if results else None,
@@ -98,11 +97,11 @@ def kill_mid_analysis(server, images):
             "rows": len(rows), "rows_with_missing_files": missing}
 
 
-def orphans_after_restart(server_folder):
+def orphans_after_restart(server_folder, database=None):
     """The sweep of a later start (past the grace period) removes the files without a row
     that the killed worker left; before it, they are counted too."""
     from webapp.store import Store, sweep_orphans
-    store = Store(server_folder / "db.sqlite3")
+    store = Store(database or server_folder / "db.sqlite3")
     folders = [server_folder / "u", server_folder / "h"]
 
     def without_row():
@@ -121,22 +120,26 @@ def main(argv=None):
     parser.add_argument("--soak", type=int, default=1000)
     parser.add_argument("--models", default=str(ROOT / "models"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.json"))
+    parser.add_argument("--database", default=None,
+                        help="a PostgreSQL URL to test against (default: a SQLite file in the server's folder)")
     args = parser.parse_args(argv)
     images = test_images(12)
     report = {}
     os.environ["SKINLESION_MAX_REQUESTS"] = "0"  # measure growth without recycling
-    server = Gunicorn(2, args.models)
+    extra = {"SKINLESION_DATABASE": args.database, "SKINLESION_SECRET_KEY": "loadtest-" + "k" * 48} if args.database else {}
+    server = Gunicorn(2, args.models, extra)
     try:
         report["concurrency"] = concurrency_run(server, images, args.requests, args.concurrency)
         print("concurrency", report["concurrency"], flush=True)
         if args.soak:
             report["soak"] = soak(server, images, args.soak)
             print("soak growth %", report["soak"]["growth_percent_after_warmup"], flush=True)
-        report["kill"] = kill_mid_analysis(server, images)
+        report["kill"] = kill_mid_analysis(server, images, args.database)
         print("kill", report["kill"], flush=True)
     finally:
         server.stop()
-    report["kill"].update(orphans_after_restart(server.folder))
+    report["database"] = "postgresql" if args.database else "sqlite"
+    report["kill"].update(orphans_after_restart(server.folder, args.database))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

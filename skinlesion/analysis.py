@@ -30,7 +30,7 @@ LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this i
 class Analysis:
     task: str
     image: np.ndarray  # the original, decoded, EXIF-oriented RGB image
-    mask: np.ndarray  # bool, the image's own size
+    mask: np.ndarray  # bool, the image's own size: the outline shown and measured
     lesion_found: bool
     lesion_message: str
     region_box: tuple | None  # where the classifier input was cut from (None: whole image)
@@ -184,7 +184,7 @@ class Analyzer:
                                ood_score, segmentation.reason)
         warnings = [] if reliability.state == "confident" else [reliability.message]
         return Analysis(
-            task=task, image=image, mask=segmentation.mask, lesion_found=segmentation.found,
+            task=task, image=image, mask=segmentation.outline, lesion_found=segmentation.found,
             lesion_message=segmentation.reason, region_box=region_box, classifier_input=crop,
             probabilities={code: float(p) for code, p in zip(codes, probabilities)},
             ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],
@@ -192,7 +192,7 @@ class Analyzer:
             referral_basis=classifier.referral,
             suspicious=threshold is not None and malignant >= threshold,
             low_confidence=reliability.uncertain, reliability=reliability,
-            measurements=measure_lesion(image, segmentation.mask) if segmentation.found else None,
+            measurements=measure_lesion(image, segmentation.outline) if segmentation.found else None,
             model_versions={"segmenter": model_version(self.segmenter.card),
                             "classifier": model_version(classifier.card)},
             gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),

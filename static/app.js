@@ -62,16 +62,15 @@ document.addEventListener("DOMContentLoaded", function () {
 
   // Result page: overlay on/off and opacity per explanation image; any image enlarges in a
   // dialog (Esc or the button closes it) at full resolution, with the same controls.
-  function setLayer(layer, toggle, slider) {
-    layer.style.opacity = toggle.checked ? slider.value / 100 : 0;
-  }
-  document.querySelectorAll("figure.layered").forEach(function (figure) {
-    var layer = figure.querySelector("img.layer");
-    var toggle = figure.querySelector(".overlay-toggle");
-    var slider = figure.querySelector(".overlay-opacity");
-    var update = function () { setLayer(layer, toggle, slider); };
+  function bindLayer(layer, toggle, slider) {  // returns the function that applies the controls
+    var update = function () { layer.style.opacity = toggle.checked ? slider.value / 100 : 0; };
     toggle.addEventListener("change", update);
     slider.addEventListener("input", update);
+    return update;
+  }
+  document.querySelectorAll("figure.layered").forEach(function (figure) {
+    bindLayer(figure.querySelector("img.layer"), figure.querySelector(".overlay-toggle"),
+              figure.querySelector(".overlay-opacity"));
   });
   var viewer = document.getElementById("viewer");
   if (viewer && viewer.showModal) {
@@ -80,9 +79,7 @@ document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.getElementById("viewer-toggle");
     var slider = document.getElementById("viewer-opacity");
     var key = document.getElementById("viewer-key");
-    var update = function () { setLayer(layer, toggle, slider); };
-    toggle.addEventListener("change", update);
-    slider.addEventListener("input", update);
+    var update = bindLayer(layer, toggle, slider);
     document.querySelectorAll("button.zoom").forEach(function (button) {
       button.addEventListener("click", function () {
         var layered = button.hasAttribute("data-base");

@@ -5,7 +5,6 @@ Item 3 (the start-up sweep) is tested in test_web.py beside the rest of the file
 import base64
 import io
 import shutil
-import sqlite3
 import stat
 import threading
 
@@ -152,8 +151,9 @@ def test_a_worker_starting_without_a_model_serves_what_it_can(tiny_models, tmp_p
 
 
 def test_a_worker_starting_with_a_broken_database_answers_503(tiny_models, tmp_path):
+    from sqlalchemy.exc import DatabaseError
     (tmp_path / "db.sqlite3").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(DatabaseError):
         make_app(tiny_models, tmp_path)
     client = make_app(tiny_models, tmp_path, BOOT_FAILURE="degrade").test_client()
     assert client.get("/").status_code == 503 and b"database" in client.get("/").data
@@ -386,7 +386,8 @@ def test_a_full_database_disk_at_login_is_a_clear_503(locked_app, monkeypatch):
     from webapp.auth import Users
 
     def full(*args, **kwargs):
-        raise sqlite3.OperationalError("database or disk is full")
+        from sqlalchemy.exc import OperationalError
+        raise OperationalError("INSERT INTO login_throttle", {}, Exception("database or disk is full"))
 
     monkeypatch.setattr(Users, "begin_attempt", full)
     response = login(locked_app.test_client(), "alice", "wrong password")

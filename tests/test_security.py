@@ -154,9 +154,10 @@ def test_retention_purge_removes_only_old_analyses(tiny_models, tmp_path):
     engine = app.extensions["skinlesion"]
     old_files = engine.store.get(old)["files"]
     later = datetime.now(timezone.utc) + timedelta(days=10)
-    with engine.store._connect() as connection:  # age one analysis by 40 days
-        connection.execute("UPDATE analyses SET created = ? WHERE id = ?",
-                           ((later - timedelta(days=40)).isoformat(timespec="seconds"), old))
+    from webapp import db
+    with engine.store.engine.begin() as connection:  # age one analysis by 40 days
+        connection.execute(db.analyses.update().where(db.analyses.c.id == old)
+                           .values(created=(later - timedelta(days=40)).isoformat(timespec="seconds")))
     assert purge_older_than(engine, 30, now=later) == 1
     assert engine.store.get(old) is None and engine.store.get(young) is not None
     assert not any((tmp_path / "heatmap" / name).exists() for kind, name in old_files.items() if kind != "upload")

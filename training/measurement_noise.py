@@ -73,7 +73,7 @@ def main(argv=None):
 
     def measured(image):
         segmentation = analyzer.segment(image, {})
-        return measure_lesion(image, segmentation.mask) if segmentation.found else None
+        return measure_lesion(image, segmentation.outline) if segmentation.found else None
 
     rows, by_kind, counts = [], {}, {}
     for folder in args.data:

@@ -5,19 +5,33 @@
 """
 import logging
 import secrets
-import sqlite3
 from pathlib import Path
 
 from flask import Flask
 
 from . import config as settings
+from . import db
 from .store import Store, sweep_orphans
 
 log = logging.getLogger(__name__)
 
 
+class ConfigurationError(RuntimeError):
+    """A setting that cannot work; str(error) says which and what to do."""
+
+
+def require_shared_secret(config):
+    """With a database URL (several hosts) the key must come from the environment: a key
+    generated on each host would make every host reject the others' sessions."""
+    if db.is_url(config["DATABASE"]) and not config.get("SECRET_KEY"):
+        raise ConfigurationError("SKINLESION_SECRET_KEY must be set when SKINLESION_DATABASE is a "
+                                 "database URL: every host needs the same key (python -c \"import "
+                                 "secrets; print(secrets.token_hex(32))\").")
+
+
 def _secret_key(app):
-    """From the environment, else generated once and kept in the instance folder."""
+    """From the environment, else generated once and kept beside the SQLite database."""
+    require_shared_secret(app.config)
     if app.config.get("SECRET_KEY"):
         return app.config["SECRET_KEY"]
     path = Path(app.config["DATABASE"]).parent / "secret_key"
@@ -53,11 +67,12 @@ def create_app(config=None):
     security.init_app(app)
     try:
         store = Store(app.config["DATABASE"])
-        auth.init_app(app)  # before CSRF: an anonymous POST is sent to the login page first
-    except sqlite3.DatabaseError as error:
+        auth.init_app(app, store.engine)  # before CSRF: an anonymous POST is sent to the login page first
+    except db.DatabaseError as error:
         if app.config.get("BOOT_FAILURE") != "degrade":
             raise
-        return _unavailable(app, f"the database {Path(app.config['DATABASE']).name} cannot be opened ({error})")
+        return _unavailable(app, f"the database {db.describe(app.config['DATABASE'])} cannot be opened "
+                                 f"({error.orig or error})")
     security.init_csrf(app)
     app.extensions["skinlesion"] = Engine(app.config, store)
     cli.init_app(app)

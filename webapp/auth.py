@@ -10,20 +10,24 @@ Each account has a random id, which owns its analyses and is written into its se
 and a session version, raised at logout: a copied cookie dies with the logout, and a
 name removed and created again is a new account that sees nothing of the old one.
 
-Failed logins are throttled per (name, client address), in the database all workers
-share; an attempt is counted before the password is checked, in one transaction, so
+Failed logins are throttled per (name, client address), in the database all workers and
+hosts share; an attempt is counted before the password is checked, in one statement, so
 concurrent guesses cannot slip past the count.
 """
 import functools
 import logging
 import secrets
-import sqlite3
 import time
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
+
+from sqlalchemy import case, delete, or_, select, update
 
 from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request, session,
                    url_for)
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from . import db
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("auth", __name__)
@@ -32,15 +36,6 @@ FREE_ATTEMPTS = 5  # failures per (name, address) before waiting
 FIRST_WAIT_SECONDS = 30  # then 30 s, 60 s, 120 s, ... after each further failure
 MAX_WAIT_SECONDS = 15 * 60
 FAILURE_MEMORY_SECONDS = 60 * 60  # failures older than this are forgotten
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at);
-"""
-# Columns added after the first release; existing databases are upgraded in place.
-ADDED_COLUMNS = {"id": "TEXT", "session_version": "INTEGER NOT NULL DEFAULT 0"}
-
 
 def login_required(setting, workstation, host):
     """setting: always | never | auto. auto: accounts unless `python app.py` on loopback."""
@@ -67,27 +62,19 @@ def _new_account_id():
 
 
 class Users:
-    def __init__(self, path):
-        self.path = path
-        with self._connect() as connection:
-            connection.executescript(SCHEMA)
-            present = {row[1] for row in connection.execute("PRAGMA table_info(users)")}
-            for column, kind in ADDED_COLUMNS.items():
-                if column not in present:
-                    connection.execute(f"ALTER TABLE users ADD COLUMN {column} {kind}")
-            for (name,) in connection.execute("SELECT name FROM users WHERE id IS NULL").fetchall():
-                connection.execute("UPDATE users SET id = ? WHERE name = ?", (_new_account_id(), name))
+    def __init__(self, engine):
+        self.engine = engine
+        with engine.begin() as connection:
+            for (name,) in connection.execute(select(db.users.c.name).where(db.users.c.id.is_(None))).fetchall():
+                connection.execute(update(db.users).where(db.users.c.name == name).values(id=_new_account_id()))
             self._own_by_account_id(connection)
-
-    def _connect(self):
-        return sqlite3.connect(self.path, timeout=30)
 
     @staticmethod
     def _own_by_account_id(connection):
         """Analyses stored when owners were names become their account's (one-time upgrade)."""
-        if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'analyses'").fetchone():
-            connection.execute("UPDATE analyses SET owner = (SELECT id FROM users WHERE users.name = analyses.owner) "
-                               "WHERE owner IN (SELECT name FROM users)")
+        account = select(db.users.c.id).where(db.users.c.name == db.analyses.c.owner).scalar_subquery()
+        connection.execute(update(db.analyses).where(db.analyses.c.owner.in_(select(db.users.c.name)))
+                           .values(owner=account))
 
     def add(self, name, password):
         name = name.strip()
@@ -95,63 +82,84 @@ class Users:
             raise ValueError("A user name of 1 to 64 characters is needed.")
         if len(password) < 10:
             raise ValueError("The password needs at least 10 characters.")
-        with self._connect() as connection:
-            try:
-                connection.execute("INSERT INTO users (name, password_hash, created, id) "
-                                   "VALUES (?, ?, datetime('now'), ?)",
-                                   (name, generate_password_hash(password), _new_account_id()))
-            except sqlite3.IntegrityError:
-                raise ValueError(f"User {name!r} already exists.") from None
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(db.users.insert().values(
+                    name=name, password_hash=generate_password_hash(password), id=_new_account_id(),
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"), session_version=0))
+        except db.IntegrityError:
+            raise ValueError(f"User {name!r} already exists.") from None
 
     def remove(self, name):
         """The account goes; its analyses stay in the database, owned by nobody who can log in."""
-        with self._connect() as connection:
-            return connection.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
+        with self.engine.begin() as connection:
+            return connection.execute(delete(db.users).where(db.users.c.name == name)).rowcount
 
     def names(self):
-        with self._connect() as connection:
-            return [row[0] for row in connection.execute("SELECT name FROM users ORDER BY name")]
+        with self.engine.connect() as connection:
+            return [row[0] for row in connection.execute(select(db.users.c.name).order_by(db.users.c.name))]
 
     def account(self, name):
         """(account id, session version) of a user name, or None."""
-        with self._connect() as connection:
-            return connection.execute("SELECT id, session_version FROM users WHERE name = ?",
-                                      (name,)).fetchone()
+        with self.engine.connect() as connection:
+            row = connection.execute(select(db.users.c.id, db.users.c.session_version)
+                                     .where(db.users.c.name == name)).first()
+        return tuple(row) if row else None
 
     def verify(self, name, password):
         """The account id when the password is right, else None (one hash check either way)."""
-        with self._connect() as connection:
-            row = connection.execute("SELECT password_hash, id FROM users WHERE name = ?", (name,)).fetchone()
-        stored, account = row if row else (_placeholder_hash(), None)
+        with self.engine.connect() as connection:
+            row = connection.execute(select(db.users.c.password_hash, db.users.c.id)
+                                     .where(db.users.c.name == name)).first()
+        stored, account = tuple(row) if row else (_placeholder_hash(), None)
         return account if check_password_hash(stored, password) and row is not None else None
 
     def end_sessions(self, name):
         """Every session of this user (and any copy of its cookie) stops being valid."""
-        with self._connect() as connection:
-            connection.execute("UPDATE users SET session_version = session_version + 1 WHERE name = ?", (name,))
+        with self.engine.begin() as connection:
+            connection.execute(update(db.users).where(db.users.c.name == name)
+                               .values(session_version=db.users.c.session_version + 1))
 
     def begin_attempt(self, key):
         """Count one login attempt for `key`, unless it must wait. Returns the seconds to
-        wait (0: go ahead). Counted before the password is checked, in one transaction;
-        a successful login clears the count."""
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")  # one attempt decided at a time, across workers
-            now = time.time()
-            connection.execute("DELETE FROM login_failures WHERE at < ?", (now - FAILURE_MEMORY_SECONDS,))
-            count, last = connection.execute("SELECT COUNT(*), MAX(at) FROM login_failures WHERE key = ?",
-                                             (key,)).fetchone()
-            wait = wait_after(count) - (now - last) if count else 0
-            if wait <= 0:
-                connection.execute("INSERT INTO login_failures VALUES (?, ?)", (key, now))
-            connection.execute("COMMIT")
-            return max(0, wait)
-        finally:
-            connection.close()
+        wait (0: go ahead). One statement decides and counts (an upsert whose update only
+        happens when the wait is over), so concurrent attempts on any host cannot slip past
+        the count; a successful login clears it."""
+        now = time.time()
+        throttle = db.login_throttle
+        fresh = now - throttle.c.last > FAILURE_MEMORY_SECONDS
+        statement = (upsert(self.engine)(throttle).values(key=key, failures=1, last=now)
+                     .on_conflict_do_update(
+                         index_elements=[throttle.c.key],
+                         set_={"failures": case((fresh, 1), else_=throttle.c.failures + 1), "last": now},
+                         where=or_(fresh, throttle.c.failures < FREE_ATTEMPTS,
+                                   now - throttle.c.last >= _wait_expression(throttle.c.failures)))
+                     .returning(throttle.c.failures))
+        with self.engine.begin() as connection:
+            if connection.execute(statement).first() is not None:
+                return 0
+            failures, last = connection.execute(select(throttle.c.failures, throttle.c.last)
+                                                .where(throttle.c.key == key)).one()
+        return max(1, wait_after(failures) - (now - last))
 
     def clear_failures(self, key):
-        with self._connect() as connection:
-            connection.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+        with self.engine.begin() as connection:
+            connection.execute(delete(db.login_throttle).where(db.login_throttle.c.key == key))
+
+
+def upsert(engine):
+    """The dialect's INSERT ... ON CONFLICT (SQLite and PostgreSQL spell it alike)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _wait_expression(failures):
+    """wait_after() as SQL: one CASE branch per count (SQLite has no power function)."""
+    counts = range(FREE_ATTEMPTS + 12)  # by then the wait is MAX_WAIT_SECONDS for good
+    return case(*[(failures == n, wait_after(n)) for n in counts], else_=MAX_WAIT_SECONDS)
 
 
 def users():
@@ -257,8 +265,8 @@ def logout():
     return redirect(url_for("auth.login"), code=303)
 
 
-def init_app(app):
-    app.extensions["skinlesion_users"] = Users(app.config["DATABASE"])
+def init_app(app, engine):
+    app.extensions["skinlesion_users"] = Users(engine)
     app.config["LOGIN_REQUIRED"] = login_required(app.config.get("REQUIRE_LOGIN", "auto"),
                                                   app.config.get("WORKSTATION", False),
                                                   app.config.get("LISTEN_HOST"))

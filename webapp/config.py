@@ -9,6 +9,10 @@ def _env(name, default):
     return os.environ.get(f"SKINLESION_{name}", default)
 
 
+def _database(value):
+    return str(value) if "://" in str(value) else Path(value)
+
+
 def from_environment():
     """The app's configuration; every key can also be overridden by create_app(config)."""
     return {
@@ -18,7 +22,8 @@ def from_environment():
         "TASKS": tuple(t.strip() for t in _env("TASKS", "7class,3class").split(",") if t.strip()),
         "UPLOAD_DIR": Path(_env("UPLOAD_DIR", ROOT / "uploads")),
         "HEATMAP_DIR": Path(_env("HEATMAP_DIR", ROOT / "heatmap")),
-        "DATABASE": Path(_env("DATABASE", ROOT / "instance" / "analyses.sqlite3")),
+        # A path (SQLite, one host) or postgresql://user:password@host:port/dbname (several hosts).
+        "DATABASE": _database(_env("DATABASE", ROOT / "instance" / "analyses.sqlite3")),
         "MAX_CONTENT_LENGTH": int(float(_env("MAX_UPLOAD_MB", "20")) * 1024 * 1024),
         "MAX_FILES": int(_env("MAX_FILES", "20")),
         # Work per request: the sum of the images' pixels (each is also capped at 50 MP).

@@ -186,5 +186,5 @@ class Engine:
             (Path(folder) / name).unlink(missing_ok=True)
 
     def delete(self, record):
-        self.store.delete(record["id"])
-        self.remove_files(record["files"])
+        if self.store.delete(record["id"]):  # only the request that removed the row removes the files
+            self.remove_files(record["files"])

@@ -1,6 +1,5 @@
 """Server-rendered pages: upload, result, history, compare, batch, delete, images."""
 import io
-import sqlite3
 from datetime import date
 
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
@@ -229,6 +228,7 @@ def too_large_message():
 
 def register_error_handlers(app):
     from flask import jsonify
+    from sqlalchemy.exc import SQLAlchemyError
     from werkzeug.exceptions import SecurityError
 
     def answer(status, title, message, api_message=None):
@@ -262,7 +262,7 @@ def register_error_handlers(app):
             return jsonify({"error": too_large_message()}), 413
         return upload_page(too_large_message(), 413)
 
-    @app.errorhandler(sqlite3.Error)
+    @app.errorhandler(SQLAlchemyError)
     def database_unavailable(error):
         current_app.logger.error("database error on %s: %s", request.path, error)
         return answer(503, "Unavailable", "The server cannot use its database just now (its disk may be "

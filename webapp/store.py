@@ -1,130 +1,90 @@
-"""SQLite store of analyses (standard library only). One row per analysis.
+"""The store of analyses and batches, one row each (webapp/db.py: SQLite or PostgreSQL).
 
 Files are written before the row is inserted, so a crash leaves at worst orphan
 files, never a row pointing at missing files. Orphans are swept once per start of the
 server (its master process) or by `flask --app app sweep`, and only when older than a
-grace period: a file without a row may belong to an analysis another process is writing.
+grace period: a file without a row may belong to an analysis another process, or another
+host sharing the storage, is writing.
 """
 import json
-import os
-import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ORPHAN_GRACE_SECONDS = 60 * 60  # an analysis takes seconds; a worker times out after minutes
+from sqlalchemy import delete, func, select
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS analyses (
-    id TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    task TEXT NOT NULL,
-    prediction TEXT NOT NULL,
-    probabilities TEXT NOT NULL,
-    malignant_probability REAL NOT NULL,
-    suspicious INTEGER NOT NULL,
-    low_confidence INTEGER NOT NULL,
-    lesion TEXT NOT NULL,
-    models TEXT NOT NULL,
-    files TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    original_name TEXT,
-    image_sha256 TEXT,
-    case_ref TEXT,
-    note TEXT,
-    owner TEXT
-);
-CREATE INDEX IF NOT EXISTS analyses_created ON analyses (created);
-CREATE INDEX IF NOT EXISTS analyses_case ON analyses (case_ref);
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    owner TEXT,
-    analyses TEXT NOT NULL,
-    failures TEXT NOT NULL
-);
-"""
+from . import db
+
+ORPHAN_GRACE_SECONDS = 60 * 60  # an analysis takes seconds; a worker times out after minutes
 JSON_COLUMNS = ("probabilities", "lesion", "models", "files", "summary")
 
 
 class Store:
-    def __init__(self, path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():  # patients' data: readable by the server's user only
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        with self._connect() as connection:
-            connection.executescript(SCHEMA)
+    def __init__(self, database, engine=None):
+        """database: a path (SQLite) or a URL; engine: an already connected one to share."""
+        self.database = database
+        self.engine = engine or db.connect(database)
 
     def check(self):
         """None when the database answers, else the reason (for the health check)."""
-        try:
-            with self._connect() as connection:
-                connection.execute("SELECT id FROM analyses LIMIT 1").fetchall()
-        except sqlite3.Error as error:
-            return f"the database {self.path.name} cannot be read ({error})"
-        return None
-
-    def _connect(self):
-        connection = sqlite3.connect(self.path, timeout=30)
-        connection.row_factory = sqlite3.Row
-        return connection
+        return db.check(self.engine, self.database)
 
     def add(self, record):
         record = dict(record, created=record.get("created") or now())
         values = {k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in record.items()}
-        columns = ", ".join(values)
-        marks = ", ".join(f":{name}" for name in values)
-        with self._connect() as connection:  # one transaction
-            connection.execute(f"INSERT INTO analyses ({columns}) VALUES ({marks})", values)
+        with self.engine.begin() as connection:  # one transaction
+            connection.execute(db.analyses.insert().values(**values))
         return record
 
     def get(self, analysis_id):
-        with self._connect() as connection:
-            row = connection.execute("SELECT * FROM analyses WHERE id = ?", (analysis_id,)).fetchone()
+        with self.engine.connect() as connection:
+            row = connection.execute(select(db.analyses).where(db.analyses.c.id == analysis_id)).mappings().first()
         return _decode(row) if row else None
 
     def list(self, case_ref=None, owner=None, limit=200, offset=0):
         """Newest first; case_ref matches a substring; owner (when given) must match."""
-        where, params = _filters(case_ref, owner)
-        query = f"SELECT * FROM analyses{where} ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?"
-        with self._connect() as connection:
-            return [_decode(row) for row in connection.execute(query, params + [limit, offset])]
+        query = (select(db.analyses).where(*_filters(case_ref, owner))
+                 .order_by(db.analyses.c.created.desc(), db.analyses.c.id.desc()).limit(limit).offset(offset))
+        with self.engine.connect() as connection:
+            return [_decode(row) for row in connection.execute(query).mappings()]
 
     def count(self, case_ref=None, owner=None):
-        where, params = _filters(case_ref, owner)
-        with self._connect() as connection:
-            return connection.execute(f"SELECT COUNT(*) FROM analyses{where}", params).fetchone()[0]
-
-    def add_batch(self, batch_id, owner, analysis_ids, failures):
-        """A batch is the list of its analyses (and of the files skipped), so that its page
-        has an address of its own (post/redirect/get)."""
-        with self._connect() as connection:
-            connection.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
-                               (batch_id, now(), owner, json.dumps(analysis_ids), json.dumps(failures)))
-
-    def get_batch(self, batch_id):
-        with self._connect() as connection:
-            row = connection.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        if row is None:
-            return None
-        return dict(row) | {"analyses": json.loads(row["analyses"]), "failures": json.loads(row["failures"])}
+        query = select(func.count()).select_from(db.analyses).where(*_filters(case_ref, owner))
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar()
 
     def delete(self, analysis_id):
-        with self._connect() as connection:
-            return connection.execute("DELETE FROM analyses WHERE id = ?", (analysis_id,)).rowcount
+        """Removes the row; the count tells the caller whether it was this call that did
+        (two hosts deleting at once: only one of them goes on to remove the files)."""
+        with self.engine.begin() as connection:
+            return connection.execute(delete(db.analyses).where(db.analyses.c.id == analysis_id)).rowcount
 
     def older_than(self, cutoff_iso):
-        with self._connect() as connection:
-            rows = connection.execute("SELECT * FROM analyses WHERE created < ?", (cutoff_iso,))
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(db.analyses).where(db.analyses.c.created < cutoff_iso)).mappings()
             return [_decode(row) for row in rows]
 
     def all_file_names(self):
         names = set()
-        with self._connect() as connection:
-            for (files,) in connection.execute("SELECT files FROM analyses"):
+        with self.engine.connect() as connection:
+            for (files,) in connection.execute(select(db.analyses.c.files)):
                 names.update(json.loads(files).values())
         return names
+
+    def add_batch(self, batch_id, owner, analysis_ids, failures):
+        """A batch is the list of its analyses (and of the files skipped), so that its page
+        has an address of its own (post/redirect/get)."""
+        with self.engine.begin() as connection:
+            connection.execute(db.batches.insert().values(id=batch_id, created=now(), owner=owner,
+                                                          analyses=json.dumps(analysis_ids),
+                                                          failures=json.dumps(failures)))
+
+    def get_batch(self, batch_id):
+        with self.engine.connect() as connection:
+            row = connection.execute(select(db.batches).where(db.batches.c.id == batch_id)).mappings().first()
+        if row is None:
+            return None
+        return dict(row) | {"analyses": json.loads(row["analyses"]), "failures": json.loads(row["failures"])}
 
 
 def sweep_orphans(store, folders, grace_seconds=ORPHAN_GRACE_SECONDS):
@@ -148,16 +108,14 @@ def now():
 
 
 def _filters(case_ref, owner):
-    """(WHERE clause, parameters) for a case-reference substring and an owner."""
-    conditions, params = [], []
+    """Conditions for a case-reference substring and an owner."""
+    conditions = []
     if case_ref:
-        conditions.append("case_ref LIKE ? ESCAPE '\\'")
         escaped = case_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params.append(f"%{escaped}%")
+        conditions.append(db.analyses.c.case_ref.ilike(f"%{escaped}%", escape="\\"))
     if owner is not None:
-        conditions.append("owner = ?")
-        params.append(owner)
-    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+        conditions.append(db.analyses.c.owner == owner)
+    return conditions
 
 
 def _decode(row):
