@@ -104,7 +104,9 @@ def _unavailable(app, reason):
 def sweep_orphans_at_start(config):
     """Once per server start (app.py, gunicorn's master), never per worker: remove files
     an interrupted analysis left without a row (older than the grace period)."""
-    removed = sweep_orphans(Store(config["DATABASE"]), (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
+    store = Store(config["DATABASE"])
+    removed = sweep_orphans(store, (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
+    store.engine.dispose()  # gunicorn's master forks next: no open connection may be inherited
     if removed:
         log.warning("removed %d orphan files left by interrupted analyses", removed)
     return removed
