@@ -4,7 +4,7 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # a decompression bomb is refused, not decoded
@@ -105,6 +105,9 @@ def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
     memory at full size). Raises ImageError with a human message for anything that is
     not a usable still image.
     """
+    # A truncated upload is refused, never half-decoded: Pillow's switch for that is global and
+    # other libraries turn it on when imported (WeasyPrint does), so it is set back here.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -19,7 +19,11 @@ class Segmentation:
     reason: str  # why nothing was found, "" when found
     box: tuple | None  # (top, bottom, left, right) of the classifier crop, or None
     area_fraction: float
-    outline: np.ndarray | None = None  # the same from the map averaged over the flips (or mask)
+    outline: np.ndarray | None = None  # the same from the map averaged over the flips
+
+    def __post_init__(self):
+        if self.outline is None:  # one view only: the outline is the mask
+            self.outline = self.mask
 
 
 def clean_mask(mask):

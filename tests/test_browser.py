@@ -221,26 +221,33 @@ def test_delete_asks_then_confirms(server, page):
     assert "Deleted the analysis" in page.inner_text(".confirmation")
 
 
-def pages_to_check(server, visits):
-    first, second = visits
-    return {"upload": "/", "result": f"/analyses/{second}", "history": "/history",
-            "compare": f"/compare?a={first}&b={second}", "not found": "/nowhere"}
-
-
-def test_no_page_scrolls_sideways_on_a_phone(server, browser, visits):
-    page = browser.new_page(viewport=PHONE)
-    batch = None
-    for name, path in pages_to_check(server, visits).items():
-        page.goto(server + path)
-        page.wait_for_load_state("networkidle")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], (name, width)
+@pytest.fixture(scope="module")
+def batch_path(server, browser):
+    """The page of a batch of two examples, made through the upload form."""
+    page = browser.new_page(viewport=DESKTOP)
     page.goto(server + "/")
     page.set_input_files("#image-input", [str(p) for p in sorted(EXAMPLES.glob("*.jpg"))[:2]])
     page.click("#analyse-button")
     page.wait_for_url("**/batches/*", timeout=180_000)
-    batch = page.url
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], batch
+    path = "/" + page.url.split("/", 3)[3]
+    page.close()
+    return path
+
+
+@pytest.fixture
+def pages_to_check(server, visits, batch_path):
+    first, second = visits
+    return {"upload": "/", "result": f"/analyses/{second}", "history": "/history",
+            "compare": f"/compare?a={first}&b={second}", "batch": batch_path, "not found": "/nowhere"}
+
+
+def test_no_page_scrolls_sideways_on_a_phone(server, browser, visits, pages_to_check):
+    page = browser.new_page(viewport=PHONE)
+    for name, path in pages_to_check.items():
+        page.goto(server + path)
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (name, width)
     ARTIFACTS.mkdir(exist_ok=True)
     page.goto(f"{server}/analyses/{visits[1]}")
     page.wait_for_load_state("networkidle")
@@ -285,13 +292,13 @@ def test_download_pdf_is_the_same_one_page_report(server, visits):
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_axe_finds_no_accessibility_violations(server, browser, visits, viewport, scheme):
+def test_axe_finds_no_accessibility_violations(server, browser, pages_to_check, viewport, scheme):
     """axe-core (vendored under tests/vendor, MPL-2.0) on every page; bypass_csp only lets
     the test inject axe's script, the pages are served as always."""
     context = browser.new_context(viewport=viewport, color_scheme=scheme, bypass_csp=True)
     page = context.new_page()
     found = {}
-    for name, path in pages_to_check(server, visits).items():
+    for name, path in pages_to_check.items():
         page.goto(server + path)
         page.wait_for_load_state("networkidle")
         page.add_script_tag(path=str(AXE))

@@ -120,3 +120,15 @@ def test_any_decoder_failure_is_a_clean_refusal(monkeypatch, error):
     monkeypatch.setattr(ImageFile.ImageFile, "load", broken_load)
     with pytest.raises(ImageError, match="damaged"):
         load_image(data)
+
+
+def test_truncated_files_stay_refused_after_another_library_relaxes_pillow():
+    """WeasyPrint (the PDF report) sets Pillow's global LOAD_TRUNCATED_IMAGES when imported."""
+    from PIL import ImageFile
+    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)), "JPEG")
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with pytest.raises(ImageError, match="damaged or truncated"):
+            load_image(data[: len(data) // 2])
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

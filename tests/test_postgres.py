@@ -106,6 +106,27 @@ def test_store_round_trip_on_both_databases(database):
     assert store.check() is None
 
 
+def test_two_hosts_writing_at_once_lose_nothing(database):
+    """Two stores with engines of their own (as two hosts have) add 40 analyses each at once."""
+    from webapp.store import Store
+    hosts = [Store(database), Store(database)]
+    errors = []
+
+    def write(host, prefix):
+        try:
+            for i in range(40):
+                host.add(record(f"{prefix}{i}", "RACE"))
+        except Exception as error:  # noqa: BLE001 - any failure is the finding
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(host, name)) for host, name in zip(hosts, "ab")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and hosts[0].count(case_ref="RACE") == 80 == hosts[1].count(case_ref="RACE")
+
+
 def test_accounts_and_throttling_on_both_databases(database):
     from webapp import db
     from webapp.auth import FREE_ATTEMPTS, Users

@@ -21,6 +21,8 @@ def html_to_pdf(html, image_path):
     the analysis being rendered (None for any other analysis)."""
     try:
         import weasyprint
+        from PIL import ImageFile
+        ImageFile.LOAD_TRUNCATED_IMAGES = False  # WeasyPrint turns this on for the whole process
     except (ImportError, OSError) as error:  # OSError: the Pango library is missing
         raise ReportUnavailable(
             "PDF export needs WeasyPrint and the Pango library (pip install weasyprint; "
