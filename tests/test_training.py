@@ -191,3 +191,30 @@ def test_label_set_loss_ignores_classes_a_source_does_not_have():
     # Class 0 is absent from this source: its probability neither helps nor hurts.
     only_two = np.concatenate([one_hot, np.array([[0.0, 1.0, 1.0]], np.float32)], 1)
     assert float(loss(only_two, probabilities)) == pytest.approx(-np.log(0.3 / 0.5), rel=1e-5)
+
+
+def test_every_source_rule_takes_the_most_sensitive_sources_threshold(tmp_path):
+    """compare_runs' second rule: the lowest of the sources' own 90% thresholds, so the source
+    whose melanomas score lowest still has 90% of them flagged."""
+    import csv
+    from training.compare_runs import every_source_referral, same_rule_referral
+    classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+    def write(path, rows):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "source", "label"] + [f"p_{c}" for c in classes])
+            for i, (source, label, p_mel) in enumerate(rows):
+                writer.writerow([f"x{i}", source, label] + [0.0, 0.0, 0.0, 0.0, p_mel, 1 - p_mel, 0.0])
+
+    # Source "a": melanomas at 0.6-0.9; source "b": melanomas at 0.2-0.3 (a camera the model knows less).
+    val = ([("a", "mel", v) for v in np.linspace(0.6, 0.9, 20)] + [("a", "nv", 0.05)] * 40
+           + [("b", "mel", v) for v in np.linspace(0.2, 0.3, 10)] + [("b", "nv", 0.05)] * 20)
+    write(tmp_path / "probabilities.csv", val)
+    external = [("c", "mel", v) for v in np.linspace(0.2, 0.9, 20)] + [("c", "nv", 0.1)] * 20
+    write(tmp_path / "external" / "c" / "probabilities.csv", external)
+    pooled, strict = same_rule_referral(tmp_path, "c"), every_source_referral(tmp_path, "c")
+    assert strict["malignant_probability"] < pooled["malignant_probability"]
+    assert strict["malignant_probability"] <= 0.21
+    assert strict["melanoma_sensitivity"] >= pooled["melanoma_sensitivity"]

@@ -8,7 +8,8 @@ and macro AUC on HAM10000 validation lesions (serving pipeline), balanced accura
 other validation sources, and per external set the melanoma-vs-nevus AUC, balanced
 accuracy over its classes, ECE, and melanoma sensitivity / nevi flagged at the run's own
 referral threshold (chosen on its pooled validation images for 90% melanoma sensitivity:
-the same rule for every run, from the per-image probabilities evaluate wrote).
+the same rule for every run, from the per-image probabilities evaluate wrote), and at the
+every-source rule (the lowest of the sources' own 90% thresholds).
 """
 import argparse
 import json
@@ -51,6 +52,26 @@ def same_rule_referral(folder, external_name):
     return referral_figures(labels, probabilities, classes, chosen["malignant_probability"])
 
 
+def read_sources(path):
+    import csv
+    with open(path, newline="") as handle:
+        return np.array([row["source"] for row in csv.DictReader(handle)])
+
+
+def every_source_referral(folder, external_name):
+    """A second rule: the lowest of the thresholds that flag 90% of each validation source's
+    own melanomas, so that no source's melanomas are caught less often than that."""
+    from training.evaluate import REFERRAL_SENSITIVITY, referral_figures, referral_threshold
+    labels, probabilities, classes = read_probabilities(folder / "probabilities.csv")
+    sources = read_sources(folder / "probabilities.csv")
+    thresholds = [referral_threshold(labels[sources == s], probabilities[sources == s], classes,
+                                     REFERRAL_SENSITIVITY)["malignant_probability"]
+                  for s in dict.fromkeys(sources) if (labels[sources == s] == classes.index("mel")).any()]
+    labels, probabilities, classes = read_probabilities(folder / "external" / external_name
+                                                        / "probabilities.csv")
+    return referral_figures(labels, probabilities, classes, min(thresholds))
+
+
 def run_row(folder):
     """The figures of one evaluated run, as a dict of column -> text."""
     from skinlesion.models import read_card
@@ -74,6 +95,9 @@ def run_row(folder):
         row[f"{name} bal. acc."] = _figure(external["balanced_accuracy"])
         row[f"{name} mel flagged"] = _percent(referral.get("melanoma_sensitivity"))
         row[f"{name} nevi flagged"] = _percent(referral.get("nevi_flagged_share"))
+        strict = every_source_referral(folder, name)
+        row[f"{name} mel / nevi flagged, every-source rule"] = (
+            f"{_percent(strict.get('melanoma_sensitivity'))} / {_percent(strict.get('nevi_flagged_share'))}")
         row[f"{name} ECE"] = _figure(external["reliability"]["expected_calibration_error"])
     return row
 
