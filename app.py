@@ -28,7 +28,7 @@ def main():
         sys.exit(f"Cannot start: {error}")
     except DatabaseError as error:
         sys.exit(f"Cannot start: the database cannot be opened ({error.orig or error}).")
-    sweep_orphans_at_start(app.config)
+    sweep_orphans_at_start(app.config, app.extensions["skinlesion"].store)
     print(f"Serving on http://{HOST}:{PORT}  (Ctrl+C to stop)", flush=True)
     app.run(host=HOST, port=PORT, debug=False, threaded=True)
 

@@ -29,7 +29,7 @@ LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this i
 @dataclass
 class Analysis:
     task: str
-    image: np.ndarray  # the original, decoded, EXIF-oriented RGB image
+    image: np.ndarray  # decoded, EXIF-oriented RGB, at most ANALYSIS_MAX_SIDE a side
     mask: np.ndarray  # bool, the image's own size: the outline shown and measured
     lesion_found: bool
     lesion_message: str

@@ -97,6 +97,10 @@ class ModelFileWatch:
         return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                      for p in sorted(model_path.parent.glob(model_path.stem + ".*")) if p.is_file())
 
+    def remember(self):
+        """Take the files as they are now as checked (the caller has just checked them)."""
+        self._checked = {path: self._signature(path) for path in self.paths}
+
     def problems(self):
         """A list of reasons, empty when every model file is present and matches its card."""
         found = []

@@ -101,12 +101,15 @@ def _unavailable(app, reason):
     return app
 
 
-def sweep_orphans_at_start(config):
+def sweep_orphans_at_start(config, store=None):
     """Once per server start (app.py, gunicorn's master), never per worker: remove files
-    an interrupted analysis left without a row (older than the grace period)."""
-    store = Store(config["DATABASE"])
+    an interrupted analysis left without a row (older than the grace period). `store`: the
+    app's own, when there is one (app.py); else one is opened and closed again."""
+    own = store is None
+    store = store or Store(config["DATABASE"])
     removed = sweep_orphans(store, (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
-    store.engine.dispose()  # gunicorn's master forks next: no open connection may be inherited
+    if own:
+        store.engine.dispose()  # gunicorn's master forks next: no open connection may be inherited
     if removed:
         log.warning("removed %d orphan files left by interrupted analyses", removed)
     return removed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import (Column, Float, Index, Integer, MetaData, String, Table, Text, create_engine,
                         event, inspect, select, text)
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError  # noqa: F401 (re-exported)
+from sqlalchemy.exc import DatabaseError, IntegrityError  # noqa: F401 (re-exported)
 
 metadata = MetaData()
 

@@ -60,7 +60,7 @@ class Engine:
             log.error("Started WITHOUT MODELS, analyses answer 503 until the file is restored and "
                       "the server restarted: %s", error)
             return
-        self.model_watch.problems()  # remember the files as they were loaded
+        self.model_watch.remember()  # the Analyzer has just checked them against their cards
         if config.get("WARM_UP", True):
             self.analyzer.warm_up()
 
@@ -147,9 +147,13 @@ class Engine:
     def visible(self, analysis_id, user):
         """The analysis if this user may see it (anyone when accounts are off), else None."""
         record = self.store.get(analysis_id)
-        if record is None or (self.config.get("LOGIN_REQUIRED") and record["owner"] != user):
+        if not self._may_see(record, user):
             return None
         return record
+
+    def _may_see(self, row, user):
+        """A stored analysis or batch is anyone's when accounts are off, else its owner's."""
+        return row is not None and (not self.config.get("LOGIN_REQUIRED") or row["owner"] == user)
 
     def _owner_filter(self, user):
         return user if self.config.get("LOGIN_REQUIRED") else None
@@ -168,7 +172,7 @@ class Engine:
     def visible_batch(self, batch_id, user):
         """(batch, its analyses that still exist) if this user may see it, else None."""
         batch = self.store.get_batch(batch_id)
-        if batch is None or (self.config.get("LOGIN_REQUIRED") and batch["owner"] != user):
+        if not self._may_see(batch, user):
             return None
         records = [r for r in (self.visible(i, user) for i in batch["analyses"]) if r is not None]
         return batch, records
