@@ -17,10 +17,8 @@ if str(ROOT) not in sys.path:  # allow `python training/x.py` as well as `-m tra
 
 def configure_threads(threads):
     """Pin TensorFlow's thread pools before any op runs (two jobs can share 2 cores)."""
-    import tensorflow as tf
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    from skinlesion.runtime import configure_threads as configure
+    configure(threads, inter_op=max(1, min(2, threads)))
 
 
 def distribution_strategy():
@@ -176,3 +174,51 @@ def label_set_crossentropy():
             return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
     return LabelSetCrossentropy
+
+
+BATCHNORM_MOMENTUM = 0.9  # see skinlesion.models.set_batchnorm_momentum
+
+
+def fit_best(args, build, train_data, val_data, monitor, evaluate, callbacks=(), custom_objects=None):
+    """What every trainer does between its data and its card: build the model (or load the
+    last checkpoint with --resume), fit it with a checkpoint every epoch, warm-up + cosine
+    learning rate and early stopping on `monitor` (higher is better, computed by
+    `evaluate(model)`), then load the best epoch's model without its optimizer.
+
+    Returns (best model, the run's state, minutes this run trained)."""
+    import keras
+    from skinlesion.models import set_batchnorm_momentum
+    run = RunState(args.run_dir)
+    state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None, "history": []}
+    with distribution_strategy().scope():
+        if args.resume and run.last.is_file():
+            model = keras.models.load_model(run.last, custom_objects=custom_objects)
+            print(f"resumed from {run.last} after epoch {state['epoch']}", flush=True)
+        else:
+            model = build()
+    set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume: not saved reliably
+    callbacks = [*callbacks,
+                 keras.callbacks.LearningRateScheduler(cosine_schedule(args.lr, args.epochs)),
+                 epoch_callback(run, state, monitor, "max", evaluate),
+                 keras.callbacks.EarlyStopping(monitor, mode="max", patience=args.patience)]
+    started = time.time()
+    if state["epoch"] < args.epochs:
+        model.fit(train_data, validation_data=val_data, epochs=args.epochs, initial_epoch=state["epoch"],
+                  callbacks=callbacks, verbose=2)
+    minutes = (time.time() - started) / 60
+    return keras.models.load_model(run.best, compile=False), run.load(), minutes
+
+
+def ship(model, path):
+    """Write the model file a card will describe."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+
+
+def training_record(args, state, minutes):
+    """The card's account of a run: init, note, epochs, minutes and per-epoch history."""
+    return {"init": args.init, "note": args.note or None,
+            "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
+            "training_minutes_this_run": round(minutes, 1),
+            "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
+            "history": state["history"]}

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import (RunState, cached_arrays, class_weights, configure_threads,
-                             cosine_schedule, distribution_strategy, epoch_callback,
-                             label_set_crossentropy)
+from training.common import (cached_arrays, class_weights, configure_threads, fit_best,
+                             label_set_crossentropy, ship, training_record)
 
 # --- settings (each one is also a flag) -----------------------------------------------
 DATA = ["../shared/data/ham10000"]
@@ -48,17 +47,21 @@ LABEL_SMOOTHING = 0.05
 VAL_FRACTION = 0.15
 SEED = 42
 CACHE_DIR = "runs/cache"
-BATCHNORM_MOMENTUM = 0.9
 TEST_TIME_AUGMENTATION = "flip4"  # views averaged at validation and serving (classify.py)
 
 
 def parse_args(argv=None):
+    from skinlesion.classes import TASKS
+    from skinlesion.classify import TTA_MODES
+    from skinlesion.models import CLASSIFIER_BUILDERS
+    from skinlesion.regions import CROP_MODES
+    from training.augment import RECIPE_DESCRIPTIONS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", default=DATA, help="one or more data folders")
-    p.add_argument("--task", default=TASK, choices=["7class", "3class"])
-    p.add_argument("--arch", default=ARCH, choices=["mobilenetv2", "sequential"])
+    p.add_argument("--task", default=TASK, choices=sorted(TASKS))
+    p.add_argument("--arch", default=ARCH, choices=sorted(CLASSIFIER_BUILDERS))
     p.add_argument("--init", default=INIT, help="imagenet | none | PATH to a Keras model")
-    p.add_argument("--crop-mode", default=CROP_MODE, choices=["full", "crop", "masked"])
+    p.add_argument("--crop-mode", default=CROP_MODE, choices=CROP_MODES)
     p.add_argument("--train-masks", default=TRAIN_MASKS, choices=["truth", "unet", "mixed"],
                    help="cut training crops with the true masks, the U-Net's (as at serving), "
                         "or half and half (validation always uses the true masks)")
@@ -74,7 +77,7 @@ def parse_args(argv=None):
     p.add_argument("--class-weight-power", type=float, default=CLASS_WEIGHT_POWER)
     p.add_argument("--source-balance", type=float, default=SOURCE_BALANCE,
                    help="within each class, weight sources by their share to this power (0: off)")
-    p.add_argument("--augment", default=AUGMENT, choices=["basic", "lamp", "other_clinic"])
+    p.add_argument("--augment", default=AUGMENT, choices=sorted(RECIPE_DESCRIPTIONS))
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
     p.add_argument("--label-sets", default=LABEL_SETS, choices=["all", "source"],
                    help="source: the loss of an image is taken over its source's classes only")
@@ -89,6 +92,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs")
+    p.add_argument("--tta", default=TEST_TIME_AUGMENTATION, choices=TTA_MODES,
+                   help="test-time views averaged at validation and serving (recorded in the card)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--note", default="", help="free text recorded in the model card")
     args = p.parse_args(argv)
@@ -173,7 +178,7 @@ def allowed_classes(samples, classes, label_sets):
 def segmenter_masks(samples, unet_path, folder):
     """The U-Net's mask of every sample, written once as a PNG (None where it found no
     lesion: serving then classifies the whole image, and so does training)."""
-    from skinlesion.imageio import save_mask_png
+    from skinlesion.overlays import save_mask_png
     from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
     from skinlesion.preprocess import preprocess
@@ -209,17 +214,67 @@ def training_masks(samples, source, unet_path, folder, seed):
     return [next(predicted) if unet else s.mask for s, unet in zip(samples, use_unet)]
 
 
+def classifier_card(args, classes, steps, train, val, train_y, per_class, state, minutes, metrics, by_source,
+                    referral):
+    """The model card of a trained classifier (skinlesion.cards writes it beside the model)."""
+    from skinlesion.cards import sha256_of
+    from skinlesion.classes import DISPLAY_NAMES
+    from skinlesion.datasets import citation
+    from training.augment import RECIPE_DESCRIPTIONS
+    train_counts, val_counts = source_counts(train, classes), source_counts(val, classes)
+    return {
+        "task": f"classification-{args.task}",
+        "name": f"{args.arch} lesion classifier, {len(classes)} classes",
+        "version": time.strftime("%Y-%m-%d"),
+        "arch": args.arch,
+        "classes": [{"code": c, "name": DISPLAY_NAMES[c]} for c in classes],
+        "input_size": {"height": args.input_size, "width": args.input_size},
+        "input": "RGB uint8 0-255 (scaled to [-1, 1] inside the model)",
+        "output": "softmax probabilities; the Dense layer 'logits' feeds Grad-CAM",
+        "preprocessing": list(steps),
+        "crop_mode": args.crop_mode,
+        "training_masks": {"truth": "ground-truth masks", "unet": "the U-Net's masks (as at serving)",
+                           "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks]
+        + (" (the U-Net's where a source has no masks)" if any(s.mask is None for s in train) else ""),
+        "training_masks_unet_sha256": (sha256_of(args.unet) if args.train_masks != "truth"
+                                       or any(s.mask is None for s in train + val) else None),
+        "test_time_augmentation": args.tta,
+        "data": {"sources": [{"name": source, "folder": str(folder), "dataset": citation(source),
+                              "train_class_counts": train_counts.get(source, {}),
+                              "val_class_counts": val_counts.get(source, {})}
+                             for source, folder in zip(dict.fromkeys(s.source for s in train + val),
+                                                       args.data)],
+                 "train_images": len(train), "val_images": len(val),
+                 "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)}},
+        "split": {"method": "each source on its own: by lesion_id (image id where a source has no "
+                            "lesion ids), stratified by class, over all classes, then the task's "
+                            "classes kept; validation pools the sources' validation splits",
+                  "val_fraction": args.val_fraction, "seed": args.seed},
+        "training": {"class_weights": {classes[i]: round(w, 3) for i, w in per_class.items()},
+                     "source_balance_power": args.source_balance,
+                     "loss": "cross-entropy" + (" over each source's own classes"
+                                                if args.label_sets == "source" else ""),
+                     "label_smoothing": args.label_smoothing, "batch_size": args.batch_size,
+                     "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
+                     "weight_average_momentum": args.ema or None,
+                     "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"},
+        **training_record(args, state, minutes),
+        "validation_metrics": {"ground_truth_mask_crops": metrics, "by_source": by_source},
+        "referral": referral,
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     configure_threads(args.threads)
     import keras
-    from skinlesion.classes import DISPLAY_NAMES, task_classes
-    from skinlesion.datasets import citation, split_sources
+    from skinlesion.cards import write_card
+    from skinlesion.classes import task_classes
+    from skinlesion.classify import tta_probabilities
+    from skinlesion.datasets import split_sources
     from skinlesion.inputs import prepare_for_classifier
-    from skinlesion.models import (build_classifier, freeze_through, initialise_backbone,
-                                   set_batchnorm_momentum, sha256_of, write_card)
+    from skinlesion.models import build_classifier, freeze_through, initialise_backbone
     from skinlesion.preprocess import parse_steps
-    from training.augment import RECIPE_DESCRIPTIONS
     from training.evaluate import (REFERRAL_SENSITIVITY, classification_metrics,
                                    referral_threshold)
 
@@ -248,31 +303,19 @@ def main(argv=None):
                                         args.source_balance)
     print("class weights:", {classes[i]: round(w, 2) for i, w in per_class.items()}, flush=True)
     val_sources = np.array([s.source for s in val])
-
     allowed = allowed_classes(train, classes, args.label_sets)
     loss_class = label_set_crossentropy()  # registered before --resume loads a checkpoint
 
-    run = RunState(args.run_dir)
-    state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None,
-                                            "history": []}
-    with distribution_strategy().scope():
-        if args.resume and run.last.is_file():
-            model = keras.models.load_model(run.last)
-            print(f"resumed from {run.last} after epoch {state['epoch']}", flush=True)
-        else:
-            model = build_classifier(args.arch, len(classes), args.input_size)
-            pretrained = args.arch == "mobilenetv2" and args.init != "none"
-            copied = initialise_backbone(model, args.init, args.input_size) if pretrained else 0
-            frozen = freeze_through(model, args.freeze_through) if pretrained else 0
-            print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
-            model.compile(
-                optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY,
-                                                 use_ema=args.ema > 0,
-                                                 ema_momentum=args.ema or 0.99),
-                loss=loss_class(label_smoothing=args.label_smoothing),
-                weighted_metrics=[])
-
-    set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume
+    def build():
+        model = build_classifier(args.arch, len(classes), args.input_size)
+        pretrained = args.arch == "mobilenetv2" and args.init != "none"
+        copied = initialise_backbone(model, args.init, args.input_size) if pretrained else 0
+        frozen = freeze_through(model, args.freeze_through) if pretrained else 0
+        print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
+        model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY, use_ema=args.ema > 0,
+                                                       ema_momentum=args.ema or 0.99),
+                      loss=loss_class(label_smoothing=args.label_smoothing), weighted_metrics=[])
+        return model
 
     def evaluate(current):
         """Pooled validation (the monitored figure) and each source's balanced accuracy."""
@@ -289,84 +332,29 @@ def main(argv=None):
                     val_y[inside], probabilities[inside], classes)["balanced_accuracy"]
         return logs
 
-    callbacks = [keras.callbacks.SwapEMAWeights()] if args.ema > 0 else []  # val_loss too
-    callbacks += [
-        keras.callbacks.LearningRateScheduler(cosine_schedule(args.lr, args.epochs)),
-        epoch_callback(run, state, "val_balanced_accuracy", "max", evaluate),
-        keras.callbacks.EarlyStopping("val_balanced_accuracy", mode="max", patience=args.patience),
-    ]
-    started = time.time()
-    if state["epoch"] < args.epochs:
-        model.fit(make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.seed,
-                                weights, args.augment, args.crop_mode, allowed),
-                  validation_data=make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
-                  epochs=args.epochs, initial_epoch=state["epoch"], callbacks=callbacks, verbose=2)
-    train_minutes = (time.time() - started) / 60
-    state = run.load()
-    best = keras.models.load_model(run.best, compile=False)  # no optimizer state in the shipped file
+    best, state, minutes = fit_best(
+        args, build,
+        make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.seed, weights,
+                      args.augment, args.crop_mode, allowed),
+        make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
+        "val_balanced_accuracy", evaluate,
+        callbacks=[keras.callbacks.SwapEMAWeights()] if args.ema > 0 else [])  # val_loss on the average too
     if args.mixed_precision:  # ship a float32 model whatever the training policy was
         keras.mixed_precision.set_global_policy("float32")
         shipped = build_classifier(args.arch, len(classes), args.input_size)
         shipped.set_weights(best.get_weights())
         best = shipped
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    best.save(args.out)
+    ship(best, args.out)
 
-    from skinlesion.classify import tta_probabilities
-    probabilities = tta_probabilities(lambda x: best.predict(x, batch_size=64, verbose=0), val_x,
-                                      TEST_TIME_AUGMENTATION)
+    probabilities = tta_probabilities(lambda x: best.predict(x, batch_size=64, verbose=0), val_x, args.tta)
     metrics = classification_metrics(val_y, probabilities, classes)
     by_source = {source: classification_metrics(val_y[val_sources == source],
                                                 probabilities[val_sources == source], classes)
                  for source in dict.fromkeys(val_sources)}
-    train_counts, val_counts = source_counts(train, classes), source_counts(val, classes)
-    card = {
-        "task": f"classification-{args.task}",
-        "name": f"{args.arch} lesion classifier, {len(classes)} classes",
-        "version": time.strftime("%Y-%m-%d"),
-        "arch": args.arch,
-        "classes": [{"code": c, "name": DISPLAY_NAMES[c]} for c in classes],
-        "input_size": {"height": args.input_size, "width": args.input_size},
-        "input": "RGB uint8 0-255 (scaled to [-1, 1] inside the model)",
-        "output": "softmax probabilities; the Dense layer 'logits' feeds Grad-CAM",
-        "preprocessing": list(steps),
-        "crop_mode": args.crop_mode,
-        "training_masks": {"truth": "ground-truth masks", "unet": "the U-Net's masks (as at serving)",
-                           "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks]
-        + (" (the U-Net's where a source has no masks)" if any(s.mask is None for s in train) else ""),
-        "training_masks_unet_sha256": (sha256_of(args.unet) if args.train_masks != "truth"
-                                       or any(s.mask is None for s in train + val) else None),
-        "test_time_augmentation": TEST_TIME_AUGMENTATION,
-        "data": {"sources": [{"name": source, "folder": str(folder), "dataset": citation(source),
-                              "train_class_counts": train_counts.get(source, {}),
-                              "val_class_counts": val_counts.get(source, {})}
-                             for source, folder in zip(dict.fromkeys(s.source for s in train + val),
-                                                       args.data)],
-                 "train_images": len(train), "val_images": len(val),
-                 "train_class_counts": {c: int((train_y == i).sum()) for i, c in enumerate(classes)}},
-        "split": {"method": "each source on its own: by lesion_id (image id where a source has no "
-                            "lesion ids), stratified by class, over all classes, then the task's "
-                            "classes kept; validation pools the sources' validation splits",
-                  "val_fraction": args.val_fraction, "seed": args.seed},
-        "init": args.init,
-        "note": args.note or None,
-        "training": {"class_weights": {classes[i]: round(w, 3) for i, w in per_class.items()},
-                     "source_balance_power": args.source_balance,
-                     "loss": "cross-entropy" + (" over each source's own classes"
-                                                if args.label_sets == "source" else ""),
-                     "label_smoothing": args.label_smoothing, "batch_size": args.batch_size,
-                     "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
-                     "weight_average_momentum": args.ema or None,
-                     "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"},
-        "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
-        "training_minutes_this_run": round(train_minutes, 1),
-        "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
-        "history": state["history"],
-        "validation_metrics": {"ground_truth_mask_crops": metrics, "by_source": by_source},
-        "referral": referral_threshold(val_y, probabilities, classes, REFERRAL_SENSITIVITY)
-        if "mel" in classes else None,
-    }
-    write_card(args.out, card)
+    referral = (referral_threshold(val_y, probabilities, classes, REFERRAL_SENSITIVITY)
+                if "mel" in classes else None)
+    write_card(args.out, classifier_card(args, classes, steps, train, val, train_y, per_class, state, minutes,
+                                         metrics, by_source, referral))
     print(f"wrote {args.out}: balanced accuracy {metrics['balanced_accuracy']}, "
           f"macro AUC {metrics['macro_auc_ovr']}", flush=True)
 

@@ -7,12 +7,10 @@ Checkpoints every epoch in --run-dir; --resume continues from the last one.
 """
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
-from training.common import (RunState, cached_arrays, configure_threads, cosine_schedule,
-                             distribution_strategy, epoch_callback)
+from training.common import cached_arrays, configure_threads, fit_best, ship, training_record
 
 # --- settings (each one is also a flag) -----------------------------------------------
 DATA = "../shared/data/ham10000"
@@ -30,7 +28,6 @@ STEPS = "color_constancy"
 INIT = "none"
 FREEZE_THROUGH = "block_6_project_BN"  # encoder layers kept at their initial weights
 THREADS = 0  # 0: TensorFlow decides
-BATCHNORM_MOMENTUM = 0.9
 
 
 def parse_args(argv=None):
@@ -98,15 +95,36 @@ def make_pipeline(images, masks, batch_size, training, seed):
             .prefetch(tf.data.AUTOTUNE))
 
 
+def segmenter_card(args, steps, input_shape, samples, train, val, state, minutes, metrics):
+    return {
+        "task": "segmentation",
+        "name": "U-Net (MobileNetV2 encoder) lesion segmenter",
+        "version": time.strftime("%Y-%m-%d"),
+        "input_size": {"height": input_shape[0], "width": input_shape[1]},
+        "input": "RGB uint8 0-255 (scaled to [-1, 1] inside the model)",
+        "output": "per-pixel lesion probability; threshold 0.5, resized to the image's own size",
+        "preprocessing": list(steps),
+        "data": {"source": str(args.data), "images": len(samples), "train_images": len(train),
+                 "val_images": len(val), "dataset": "HAM10000 (Tschandl et al. 2018), "
+                 "CC BY-NC 4.0; masks: Tschandl et al."},
+        "split": {"method": "by lesion_id, stratified by class", "val_fraction": args.val_fraction,
+                  "seed": args.seed},
+        "frozen_through": args.freeze_through if args.init != "none" else None,
+        **training_record(args, state, minutes),
+        "validation_metrics": metrics,
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     configure_threads(args.threads)
     import keras
+    from skinlesion.cards import write_card
     from skinlesion.datasets import read_dataset, split_by_group
     from skinlesion.inputs import prepare_for_segmenter
-    from skinlesion.models import (build_unet, freeze_through, initialise_backbone,
-                                   set_batchnorm_momentum, write_card)
+    from skinlesion.models import build_unet, freeze_through, initialise_backbone
     from skinlesion.preprocess import parse_steps
+    from training.evaluate import evaluate_segmenter
 
     keras.utils.set_random_seed(args.seed)
     steps = parse_steps(args.steps)
@@ -127,68 +145,25 @@ def main(argv=None):
     train_x, train_y = arrays(train, "seg-train")
     val_x, val_y = arrays(val, "seg-val")
 
-    run = RunState(args.run_dir)
-    state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None,
-                                            "history": []}
-    with distribution_strategy().scope():
-        if args.resume and run.last.is_file():
-            model = keras.models.load_model(run.last, custom_objects={"dice_bce_loss": dice_bce_loss})
-            print(f"resumed from {run.last} after epoch {state['epoch']}", flush=True)
-        else:
-            model = build_unet((*input_shape, 3))
-            copied = initialise_backbone(model, args.init, input_shape[1])
-            frozen = freeze_through(model, args.freeze_through) if args.init != "none" else 0
-            print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
-            model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=dice_bce_loss)
-
-    set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume: not saved reliably
+    def build():
+        model = build_unet((*input_shape, 3))
+        copied = initialise_backbone(model, args.init, input_shape[1])
+        frozen = freeze_through(model, args.freeze_through) if args.init != "none" else 0
+        print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
+        model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=dice_bce_loss)
+        return model
 
     def evaluate(current):
         predicted = current.predict(val_x.astype(np.float32), batch_size=32, verbose=0)[..., 0] > 0.5
-        scores = jaccard_per_image(val_y, predicted)
-        return {"val_jaccard": float(scores.mean())}
+        return {"val_jaccard": float(jaccard_per_image(val_y, predicted).mean())}
 
-    callbacks = [
-        keras.callbacks.LearningRateScheduler(cosine_schedule(args.lr, args.epochs)),
-        epoch_callback(run, state, "val_jaccard", "max", evaluate),
-        keras.callbacks.EarlyStopping("val_jaccard", mode="max", patience=args.patience),
-    ]
-    started = time.time()
-    if state["epoch"] < args.epochs:
-        model.fit(make_pipeline(train_x, train_y, args.batch_size, True, args.seed),
-                  validation_data=make_pipeline(val_x, val_y, 32, False, args.seed),
-                  epochs=args.epochs, initial_epoch=state["epoch"], callbacks=callbacks, verbose=2)
-    state = run.load()
-    train_minutes = (time.time() - started) / 60
-    best = keras.models.load_model(run.best, compile=False)  # no optimizer state in the shipped file
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    best.save(args.out)
-
-    from training.evaluate import evaluate_segmenter
+    best, state, minutes = fit_best(
+        args, build, make_pipeline(train_x, train_y, args.batch_size, True, args.seed),
+        make_pipeline(val_x, val_y, 32, False, args.seed), "val_jaccard", evaluate,
+        custom_objects={"dice_bce_loss": dice_bce_loss})
+    ship(best, args.out)
     metrics = evaluate_segmenter(best, val, steps, input_shape)
-    card = {
-        "task": "segmentation",
-        "name": "U-Net (MobileNetV2 encoder) lesion segmenter",
-        "version": time.strftime("%Y-%m-%d"),
-        "input_size": {"height": input_shape[0], "width": input_shape[1]},
-        "input": "RGB uint8 0-255 (scaled to [-1, 1] inside the model)",
-        "output": "per-pixel lesion probability; threshold 0.5, resized to the image's own size",
-        "preprocessing": list(steps),
-        "data": {"source": str(args.data), "images": len(samples), "train_images": len(train),
-                 "val_images": len(val), "dataset": "HAM10000 (Tschandl et al. 2018), "
-                 "CC BY-NC 4.0; masks: Tschandl et al."},
-        "split": {"method": "by lesion_id, stratified by class", "val_fraction": args.val_fraction,
-                  "seed": args.seed},
-        "init": args.init,
-        "note": args.note or None,
-        "frozen_through": args.freeze_through if args.init != "none" else None,
-        "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
-        "training_minutes_this_run": round(train_minutes, 1),
-        "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
-        "history": state["history"],
-        "validation_metrics": metrics,
-    }
-    write_card(args.out, card)
+    write_card(args.out, segmenter_card(args, steps, input_shape, samples, train, val, state, minutes, metrics))
     print(f"wrote {args.out}: {metrics}", flush=True)
 
 
