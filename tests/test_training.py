@@ -139,7 +139,7 @@ def test_evaluate_scores_external_folders_at_the_referral_threshold(tiny_models,
                                                                       tiny_labels_csv, tmp_path):
     """--external: another clinic's folder through the serving pipeline, its figures in the card."""
     import shutil
-    from skinlesion.models import card_path, read_card
+    from skinlesion.cards import card_path, read_card
     from training import evaluate
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
@@ -197,7 +197,7 @@ def test_every_source_rule_takes_the_most_sensitive_sources_threshold(tmp_path):
     """compare_runs' second rule: the lowest of the sources' own 90% thresholds, so the source
     whose melanomas score lowest still has 90% of them flagged."""
     import csv
-    from training.compare_runs import every_source_referral, same_rule_referral
+    from training.compare_runs import referral_on_external
     classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
     def write(path, rows):
@@ -214,7 +214,8 @@ def test_every_source_rule_takes_the_most_sensitive_sources_threshold(tmp_path):
     write(tmp_path / "probabilities.csv", val)
     external = [("c", "mel", v) for v in np.linspace(0.2, 0.9, 20)] + [("c", "nv", 0.1)] * 20
     write(tmp_path / "external" / "c" / "probabilities.csv", external)
-    pooled, strict = same_rule_referral(tmp_path, "c"), every_source_referral(tmp_path, "c")
+    pooled = referral_on_external(tmp_path, "c", "pooled")
+    strict = referral_on_external(tmp_path, "c", "every_source")
     assert strict["malignant_probability"] < pooled["malignant_probability"]
     assert strict["malignant_probability"] <= 0.21
     assert strict["melanoma_sensitivity"] >= pooled["melanoma_sensitivity"]

@@ -41,40 +41,27 @@ def read_probabilities(path):
     return labels, np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows]), classes
 
 
-def same_rule_referral(folder, external_name):
-    """Every run's flag chosen alike: the threshold that flags 90% of the melanomas of its
-    own pooled validation images (serving pipeline), applied to the external set."""
-    from training.evaluate import REFERRAL_SENSITIVITY, referral_figures, referral_threshold
-    labels, probabilities, classes = read_probabilities(folder / "probabilities.csv")
-    chosen = referral_threshold(labels, probabilities, classes, REFERRAL_SENSITIVITY)
-    labels, probabilities, classes = read_probabilities(folder / "external" / external_name
-                                                        / "probabilities.csv")
-    return referral_figures(labels, probabilities, classes, chosen["malignant_probability"])
-
-
 def read_sources(path):
     import csv
     with open(path, newline="") as handle:
         return np.array([row["source"] for row in csv.DictReader(handle)])
 
 
-def every_source_referral(folder, external_name):
-    """A second rule: the lowest of the thresholds that flag 90% of each validation source's
-    own melanomas, so that no source's melanomas are caught less often than that."""
-    from training.evaluate import REFERRAL_SENSITIVITY, referral_figures, referral_threshold
+def referral_on_external(folder, external_name, rule):
+    """Every run's flag chosen alike (`rule`, evaluate.REFERRAL_RULES, for 90% melanoma
+    sensitivity on its own validation images, serving pipeline), applied to the external set."""
+    from training.evaluate import REFERRAL_SENSITIVITY, referral_by_rule, referral_figures
     labels, probabilities, classes = read_probabilities(folder / "probabilities.csv")
     sources = read_sources(folder / "probabilities.csv")
-    thresholds = [referral_threshold(labels[sources == s], probabilities[sources == s], classes,
-                                     REFERRAL_SENSITIVITY)["malignant_probability"]
-                  for s in dict.fromkeys(sources) if (labels[sources == s] == classes.index("mel")).any()]
+    chosen = referral_by_rule(labels, probabilities, sources, classes, REFERRAL_SENSITIVITY, rule)
     labels, probabilities, classes = read_probabilities(folder / "external" / external_name
                                                         / "probabilities.csv")
-    return referral_figures(labels, probabilities, classes, min(thresholds))
+    return referral_figures(labels, probabilities, classes, chosen["malignant_probability"])
 
 
 def run_row(folder):
     """The figures of one evaluated run, as a dict of column -> text."""
-    from skinlesion.models import read_card
+    from skinlesion.cards import read_card
     folder = Path(folder)
     metrics = json.loads((folder / "metrics.json").read_text())
     card = read_card(metrics["model"])
@@ -89,13 +76,13 @@ def run_row(folder):
         if name != "ham10000":
             row[f"{name} val bal. acc."] = _figure(source["balanced_accuracy"])
     for name, external in (metrics.get("external_validation") or {}).items():
-        referral = same_rule_referral(folder, name)
+        referral = referral_on_external(folder, name, "pooled")
         row["threshold"] = _figure(referral["malignant_probability"])
         row[f"{name} mel-vs-nv AUC"] = _figure(external["melanoma_vs_nevus_auc"])
         row[f"{name} bal. acc."] = _figure(external["balanced_accuracy"])
         row[f"{name} mel flagged"] = _percent(referral.get("melanoma_sensitivity"))
         row[f"{name} nevi flagged"] = _percent(referral.get("nevi_flagged_share"))
-        strict = every_source_referral(folder, name)
+        strict = referral_on_external(folder, name, "every_source")
         row[f"{name} mel / nevi flagged, every-source rule"] = (
             f"{_percent(strict.get('melanoma_sensitivity'))} / {_percent(strict.get('nevi_flagged_share'))}")
         row[f"{name} ECE"] = _figure(external["reliability"]["expected_calibration_error"])

@@ -139,6 +139,32 @@ def referral_threshold(labels, probabilities, classes, sensitivity):
             **referral_figures(labels, probabilities, classes, threshold)}
 
 
+REFERRAL_RULES = {
+    "pooled": "the threshold that flags the sensitivity's share of the pooled validation melanomas",
+    "every_source": "the lowest of each validation source's own thresholds for that sensitivity, "
+                    "so that no source's melanomas are flagged less often",
+}
+
+
+def referral_by_rule(labels, probabilities, sources, classes, sensitivity, rule):
+    """The referral threshold chosen on validation images from several sources by `rule`
+    (REFERRAL_RULES), with what it does on the pooled images and on each source."""
+    labels, sources = np.asarray(labels), np.asarray(sources)
+    melanoma = classes.index("mel")
+    if rule == "pooled":
+        threshold = referral_threshold(labels, probabilities, classes, sensitivity)["malignant_probability"]
+    elif rule == "every_source":
+        threshold = min(referral_threshold(labels[sources == s], probabilities[sources == s], classes,
+                                           sensitivity)["malignant_probability"]
+                        for s in dict.fromkeys(sources) if (labels[sources == s] == melanoma).any())
+    else:
+        raise ValueError(f"Unknown referral rule {rule!r}; choose from {sorted(REFERRAL_RULES)}.")
+    return {"chosen_for_melanoma_sensitivity": sensitivity, "rule": f"{rule}: {REFERRAL_RULES[rule]}",
+            **referral_figures(labels, probabilities, classes, threshold),
+            "by_source": {s: referral_figures(labels[sources == s], probabilities[sources == s], classes, threshold)
+                          for s in dict.fromkeys(sources)}}
+
+
 def melanoma_vs_nevus_auc(labels, probabilities, classes):
     """AUC of P(melanoma) for telling melanomas from nevi (the referral's hardest pair)."""
     from sklearn.metrics import roc_auc_score
@@ -273,7 +299,7 @@ def summary_of(metrics):
 
 def record_in_card(model_path, metrics, key, external=None):
     """Add evaluation results to a model's card; the model file (and its sha256) is untouched."""
-    from skinlesion.models import card_path, read_card
+    from skinlesion.cards import card_path, read_card
     card = read_card(model_path)
     card.setdefault("validation_metrics", {})[key] = summary_of(metrics)
     if external:
@@ -416,7 +442,8 @@ def evaluate_segmenter_cli(args, model, card, out):
 def main(argv=None):
     args = parse_args(argv)
     from skinlesion.classify import load_classifier
-    from skinlesion.models import ModelFileError, load_checked_model, read_card
+    from skinlesion.cards import ModelFileError, read_card
+    from skinlesion.models import load_checked_model
     if args.update_card and args.split != "val":
         raise SystemExit("--update-card records validation metrics: use it with --split val.")
     out = Path(args.out)

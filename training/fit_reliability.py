@@ -8,8 +8,9 @@ Rerun it whenever a classifier is retrained. In order, on images through the ser
 pipeline (U-Net crop, test-time views):
 1. temperature: scales the logits to minimise the negative log-likelihood of the pooled
    validation images (each data folder's own validation split, as in training);
-2. referral threshold: on the calibrated pooled validation probabilities, the lowest that
-   flags 90% of melanomas;
+2. referral threshold: on the calibrated validation probabilities, by --referral-rule: the
+   lowest that flags 90% of the melanomas of every validation source (default), or of the
+   pooled ones;
 3. feature statistics: a Gaussian of the pooled features of training crops (the
    unusual-image score) and of whole training images (part of the dermoscopy gate);
 4. the dermoscopy gate: logistic regression on whole-image features, dermoscopy
@@ -44,6 +45,7 @@ UNUSUAL_PERCENTILE = 95.0  # validation crops above this feature distance are "u
 GATE_MARK_PERCENTILE = 99.0  # validation images above this are marked, not refused
 REFUSE_MARGIN = 1.5  # refusal thresholds sit this far beyond the most extreme validation image
 UNCERTAIN_BUDGET = 0.18  # at most this share of HAM10000 validation images carries a warning
+REFERRAL_RULE = "every_source"  # evaluate.REFERRAL_RULES: 90% of every source's melanomas flagged
 SEED = 0
 
 
@@ -58,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--components", type=int, default=DENSITY_COMPONENTS)
     p.add_argument("--not-dermoscopy-per-kind", type=int, default=NOT_DERMOSCOPY_PER_KIND)
     p.add_argument("--uncertain-budget", type=float, default=UNCERTAIN_BUDGET)
+    p.add_argument("--referral-rule", default=REFERRAL_RULE, choices=["pooled", "every_source"],
+                   help="how the referral threshold is chosen on the validation sources")
     p.add_argument("--seed", type=int, default=SEED)
     return p.parse_args(argv)
 
@@ -136,12 +140,12 @@ def main(argv=None):
     args = parse_args(argv)
     from skinlesion.classify import load_classifier
     from skinlesion.datasets import read_dataset, split_sources
-    from skinlesion.models import card_path, read_card, sha256_of
+    from skinlesion.cards import card_path, read_card, sha256_of
     from skinlesion.reliability import FeatureDensity, ReliabilityModel, calibrated_probabilities
     from training import not_dermoscopy
     from training.evaluate import (REFERRAL_SENSITIVITY, calibration, classification_metrics,
                                    malignant_scores, melanoma_vs_nevus_auc, plot_reliability,
-                                   referral_figures, referral_threshold, serving_pass, summary_of)
+                                   referral_by_rule, referral_figures, serving_pass, summary_of)
 
     started = time.time()
     model_path = Path(args.model)
@@ -180,9 +184,13 @@ def main(argv=None):
     raw = calibrated_probabilities(validation["view_logits"], 1.0)
     referral = None
     if "mel" in classes:
-        referral = referral_threshold(val_labels, probabilities, classes, REFERRAL_SENSITIVITY)
-        referral["chosen_on"] = ("calibrated serving-pipeline validation images pooled from "
-                                 f"{', '.join(dict.fromkeys(val_sources))} ({len(val)} images)")
+        referral = referral_by_rule(val_labels, probabilities, val_sources, classes, REFERRAL_SENSITIVITY,
+                                    args.referral_rule)
+        names = ", ".join(dict.fromkeys(val_sources))
+        referral["chosen_on"] = (f"the calibrated serving-pipeline validation images of each of {names} "
+                                 f"({len(val)} images)" if args.referral_rule == "every_source" else
+                                 f"calibrated serving-pipeline validation images pooled from {names} "
+                                 f"({len(val)} images)")
     threshold = referral["malignant_probability"] if referral else None
 
     # 3-4. feature statistics and the gate.
