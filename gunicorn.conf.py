@@ -3,28 +3,24 @@
 Each worker builds its own app (no preload: TensorFlow is never imported in the master
 before fork), loads the models once and warms them up before taking requests.
 """
-import os
+from webapp.config import server_settings
 
-bind = os.environ.get("SKINLESION_BIND", "127.0.0.1:8083")
-workers = int(os.environ.get("SKINLESION_WORKERS", "2"))
-threads = int(os.environ.get("SKINLESION_THREADS", "2"))
+_server = server_settings()
+bind = _server["bind"]
+workers = _server["workers"]
+threads = _server["threads"]
 worker_class = "gthread"
 preload_app = False
-# A CPU analysis takes seconds; a cold worker loads three models and traces them.
-timeout = int(os.environ.get("SKINLESION_TIMEOUT", "120"))
+timeout = _server["timeout"]
 graceful_timeout = 30
-# Recycle workers now and then so a slow leak can never grow without bound.
-max_requests = int(os.environ.get("SKINLESION_MAX_REQUESTS", "500"))
-max_requests_jitter = int(os.environ.get("SKINLESION_MAX_REQUESTS_JITTER", "50"))
+max_requests = _server["max_requests"]
+max_requests_jitter = _server["max_requests_jitter"]
 limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
-raw_env = [
-    f"SKINLESION_TF_THREADS={os.environ.get('SKINLESION_TF_THREADS', max(1, (os.cpu_count() or 2) // workers))}",
-    # A worker restarted after a model or the database went bad comes up degraded (503s, a
-    # failing /api/health, one error line) instead of making the master halt every worker.
-    f"SKINLESION_BOOT_FAILURE={os.environ.get('SKINLESION_BOOT_FAILURE', 'degrade')}",
-]
+# Passed to each worker's app (webapp.config.from_environment reads them).
+raw_env = [f"SKINLESION_TF_THREADS={_server['tf_threads']}",
+           f"SKINLESION_BOOT_FAILURE={_server['boot_failure']}"]
 
 
 def on_starting(server):

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from skinlesion.classes import TASKS
+from skinlesion.imageio import IMAGE_SUFFIXES
+
 EXIT_OK, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2
 
 
@@ -28,7 +30,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--task", default="7class", choices=["7class", "3class"])
+    parser.add_argument("--task", default="7class", choices=sorted(TASKS))
     parser.add_argument("--models", default=str(Path(__file__).resolve().parent / "models"),
                         help="folder with the models and their cards")
     parser.add_argument("--calibration", default=None,
@@ -66,6 +68,17 @@ def output_names(images):
     return names
 
 
+def mask_at_original_size(result):
+    """The mask at the size of the image file (a large image is analysed smaller)."""
+    from skinlesion.regions import resize_mask
+    height, width = result.mask.shape
+    size = result.original_size
+    original = (size["height"], size["width"])
+    if (original[0] > original[1]) != (height > width) and original[0] != original[1]:
+        original = original[::-1]  # the header's size is before the EXIF rotation
+    return result.mask if original == (height, width) else resize_mask(result.mask, *original)
+
+
 def progress(done, total, started, quiet):
     if quiet:
         return
@@ -84,13 +97,12 @@ def run(args):
     masks.mkdir(parents=True, exist_ok=True)
 
     from skinlesion.analysis import Analyzer
-    from skinlesion.export import SpreadsheetWriter
-    from skinlesion.imageio import ImageError, save_mask_png
+    from skinlesion.export import SpreadsheetWriter, summary_columns, summary_values
+    from skinlesion.imageio import ImageError
+    from skinlesion.overlays import save_mask_png
     analyzer = Analyzer(args.models, tasks=(args.task,), calibration=args.calibration)
     classes = analyzer.classifier(args.task).classes
-    columns = (["image", "prediction"] + [f"p_{code}" for code in classes]
-               + ["malignant_probability", "suspicious", "lesion_found", "lesion_area_fraction",
-                  "source", "ood_score", "unusual_image", "uncertain", "reliability"])
+    columns = ["image"] + summary_columns(classes) + ["source"]
     errors = []
     started = time.time()
     with open(out / "predictions.csv", "w", newline="") as handle:
@@ -103,15 +115,8 @@ def run(args):
                 errors.append((name, str(path), str(error)))
                 print(f"\nskipped {path}: {error}", file=sys.stderr)
             else:
-                save_mask_png(result.mask, masks / f"{name}.png")
-                reliability = result.reliability
-                score = "" if reliability.ood_score is None else f"{reliability.ood_score:.4f}"
-                writer.writerow([name, result.prediction]
-                                + [f"{result.probabilities[c]:.6f}" for c in classes]
-                                + [f"{result.malignant_probability:.6f}", int(result.suspicious),
-                                   int(result.lesion_found), f"{result.mask.mean():.6f}", str(path),
-                                   score, int(reliability.unusual_image), int(reliability.uncertain),
-                                   reliability.state])
+                save_mask_png(mask_at_original_size(result), masks / f"{name}.png")
+                writer.writerow([name] + summary_values(result.summary(), classes) + [str(path)])
             progress(done, len(images), started, args.quiet)
     error_file = out / "errors.csv"
     if errors:

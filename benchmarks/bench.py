@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SIZES = [(150, 200), (450, 600), (768, 1024), (1200, 1600)]  # height, width
+# The sizes clinics' cameras give, each timed on its own over HTTP (issue 14's targets).
+CLINIC_SIZES = [(576, 768), (1200, 1600)]
 HTTP_REQUESTS = 30
 THROUGHPUT_REQUESTS = 16
 
@@ -40,14 +42,14 @@ def summary(values):
     return {"median_ms": round(statistics.median(values) * 1000, 1), "p90_ms": round(percentile(values, 90) * 1000, 1)}
 
 
-def test_images(count):
+def test_images(count, sizes=SIZES):
     """JPEG bytes of the example lesions at several sizes (real content, varied size)."""
     from PIL import Image
     examples = sorted((ROOT / "static" / "examples").glob("*.jpg"))
     images = []
     for index in range(count):
         source = Image.open(examples[index % len(examples)]).convert("RGB")
-        height, width = SIZES[index % len(SIZES)]
+        height, width = sizes[index % len(sizes)]
         buffer = io.BytesIO()
         source.resize((width, height), Image.BILINEAR).save(buffer, "JPEG", quality=90)
         images.append(buffer.getvalue())
@@ -73,20 +75,19 @@ def bare_forward_seconds(repeats=50):
 
 def stage_times(images, models_dir, task):
     """Each stage of one analysis, timed separately, as skinlesion.analysis runs them."""
-    from heatmap import overlay, place_in_image, save_rgb
-    from skinlesion.analysis import Analyzer
-    from skinlesion.imageio import load_image, save_mask_png
-    from skinlesion.measure import contour_overlay
+    import tensorflow as tf
+    from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
+    from skinlesion.imageio import load_image
+    from skinlesion.overlays import write_images
     from skinlesion.preprocess import preprocess
-    from skinlesion.regions import lesion_box
-    from webapp.store import Store
+    from webapp.store import Store, new_record
     analyzer = Analyzer(models_dir, tasks=(task,))
     analyzer.warm_up()
     classifier = analyzer.classifier(task)
     store = Store(Path(tempfile.mkdtemp()) / "bench.sqlite3")
     folder = Path(tempfile.mkdtemp())
-    stages = {name: [] for name in ("decode", "preprocess", "segment", "classify_and_gradcam", "saliency",
-                                    "overlays_saved", "store_write", "whole_analysis")}
+    stages = {name: [] for name in ("decode", "preprocess", "gate", "segment", "classify_and_gradcam",
+                                    "saliency", "images_written", "store_write", "whole_analysis")}
 
     def timed(name, function, *args):
         started = time.perf_counter()
@@ -95,33 +96,22 @@ def stage_times(images, models_dir, task):
         return value
 
     for index, data in enumerate(images):
-        image = timed("decode", load_image, data)
+        image = timed("decode", load_image, data, None, 32, ANALYSIS_MAX_SIDE)
         prepared = timed("preprocess", preprocess, image, classifier.steps)
+        timed("gate", classifier.image_features, prepared)
         segmentation = timed("segment", analyzer.segmenter, prepared)
         crop = classifier.input_for(prepared, segmentation.mask if segmentation.found else None)
         # One pass: the test-time views' probabilities and the Grad-CAM (skinlesion.classify).
-        explained = timed("classify_and_gradcam", classifier.explain, crop, None, False)
-        batch = np.asarray(crop, np.float32)[None]
-        import tensorflow as tf
-        timed("saliency", lambda: classifier.explainer._saliency(tf.constant(batch),
-                                                                  tf.constant(explained["class_index"])).numpy())
-        box = lesion_box(segmentation.mask) if segmentation.found else None
-
-        def overlays():
-            height, width = image.shape[:2]
-            heat = place_in_image(explained["gradcam"], box, height, width)
-            save_rgb(overlay(image, heat), folder, f"{index}_gradcam.jpg")
-            save_rgb(overlay(image, heat, "inferno"), folder, f"{index}_saliency.jpg")
-            save_rgb(contour_overlay(image, segmentation.mask), folder, f"{index}_contour.jpg")
-            save_rgb(image, folder, f"{index}_original.jpg")
-            save_mask_png(segmentation.mask, folder / f"{index}_mask.png")
-        timed("overlays_saved", overlays)
-        timed("store_write", store.add, {"id": f"b{index}", "task": task, "prediction": "nv",
-                                         "probabilities": {}, "malignant_probability": 0.0, "suspicious": 0,
-                                         "low_confidence": 0, "lesion": {}, "models": {}, "files": {},
-                                         "summary": {}, "original_name": "x", "image_sha256": "",
-                                         "case_ref": None, "note": None, "owner": None})
-        timed("whole_analysis", analyzer.analyze, data, task)
+        explained = timed("classify_and_gradcam", classifier.explain, crop, False)
+        batch = tf.constant(np.asarray(crop, np.float32)[None])
+        timed("saliency", lambda: classifier.explainer._saliency(
+            batch, tf.constant(explained["class_index"])).numpy())
+        result = analyzer.analyze(image, task)
+        timed("images_written", write_images, result, folder, f"b{index}")
+        timed("store_write", store.add, new_record(result.summary(), id=f"b{index}", files={},
+                                                   original_name="x", image_sha256="", case_ref=None,
+                                                   note=None, owner=None))
+        timed("whole_analysis", lambda: write_images(analyzer.analyze(data, task), folder, f"w{index}"))
     return {name: summary(values) for name, values in stages.items()}
 
 
@@ -251,6 +241,10 @@ def main(argv=None):
         post(server.url, images[0], args.task)
         http = [post(server.url, images[i % len(images)], args.task)[0] for i in range(HTTP_REQUESTS)]
         report["http_analysis"] = summary(http)
+        for height, width in CLINIC_SIZES:
+            sized = test_images(4, [(height, width)])
+            times = [post(server.url, sized[i % 4], args.task)[0] for i in range(HTTP_REQUESTS)]
+            report[f"http_analysis_{width}x{height}"] = summary(times)
         report["throughput"] = {"1_worker": {f"c{c}": throughput(server.url, images, args.task, c, THROUGHPUT_REQUESTS)
                                              for c in (1, 2, 4)}}
         report["peak_rss_mb"] = {"1_worker": server.peak_rss_mb()}
@@ -277,6 +271,10 @@ def main(argv=None):
         http["p50_x_bare"], http["p90_x_bare"] = ratio(http["median_ms"]), ratio(http["p90_ms"])
         print(f"HTTP analysis: p50 {http['median_ms']:.0f} ms ({http['p50_x_bare']}x), "
               f"p90 {http['p90_ms']:.0f} ms ({http['p90_x_bare']}x)")
+        for height, width in CLINIC_SIZES:
+            sized = report[f"http_analysis_{width}x{height}"]
+            sized["p50_x_bare"] = ratio(sized["median_ms"])
+            print(f"HTTP analysis of {width}x{height}: p50 {sized['median_ms']:.0f} ms ({sized['p50_x_bare']}x)")
         for workers, rows in report["throughput"].items():
             print(workers, {c: r["analyses_per_second"] for c, r in rows.items()})
         best1 = max(r["analyses_per_second"] for r in report["throughput"]["1_worker"].values())

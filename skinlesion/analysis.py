@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .cards import SEGMENTER_FILE, classifier_file
-from .classes import task_classes
+from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
-from .imageio import downscale, load_image, save_mask_png
-from .measure import contour_overlay, measure_lesion
+from .imageio import downscale, image_dimensions, load_image
+from .measure import measure_lesion
 from .models import load_checked_model
 from .preprocess import preprocess
 from .regions import lesion_box
@@ -20,9 +20,10 @@ from .reliability import NotDermoscopyError, Reliability, calibrated_probabiliti
 from .segment import Segmenter
 
 # Images are analysed with their longer side at most this: the models see 256 px or less,
-# the page shows ~800, and the work (and memory) of every step grows with the pixels.
-ANALYSIS_MAX_SIDE = 2048
-THUMBNAIL_SIDE = 160  # History's small picture of each analysis (the outline drawn)
+# the page shows ~800 (1,024 enlarged), and the work of every step that is not a model
+# (colour constancy, masks, measurements, overlays and their encoding) grows with the
+# pixels. The upload itself is kept as it was sent.
+ANALYSIS_MAX_SIDE = 1024
 LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this is "uncertain"
 
 
@@ -30,6 +31,7 @@ LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this i
 class Analysis:
     task: str
     image: np.ndarray  # decoded, EXIF-oriented RGB, at most ANALYSIS_MAX_SIDE a side
+    original_size: dict  # {"width", "height"} of the image as it was given
     mask: np.ndarray  # bool, the image's own size: the outline shown and measured
     lesion_found: bool
     lesion_message: str
@@ -51,36 +53,12 @@ class Analysis:
     gradcam_empty: bool = False
     warnings: list = field(default_factory=list)
 
-    def overlays(self):
-        """RGB images for display, each at the original image's own size (except the crop)."""
-        from heatmap import SALIENCY_COLORMAP, legible_saliency, overlay, place_in_image
-        height, width = self.image.shape[:2]
-        contour = contour_overlay(self.image, self.mask)
-        images = {"original": self.image, "contour": contour, "crop": self.classifier_input,
-                  "thumb": downscale(contour, THUMBNAIL_SIDE)}
-        if self.gradcam is not None:
-            images["gradcam"] = overlay(self.image, place_in_image(self.gradcam, self.region_box, height, width))
-        if self.saliency is not None:
-            saliency = legible_saliency(place_in_image(self.saliency, self.region_box, height, width),
-                                        self.mask if self.lesion_found else None)
-            images["saliency"] = overlay(self.image, saliency, colormap=SALIENCY_COLORMAP, alpha=0.7)
-        return images
-
-    def save_images(self, folder, stem, image_format="jpg"):
-        """Write the original (decoded, EXIF-oriented: browsers cannot show TIFF), the overlays
-        and the mask (PNG) into `folder`; returns kind -> path."""
-        from heatmap import save_rgb
-        folder = Path(folder)
-        paths = {kind: save_rgb(image, folder, f"{stem}_{kind}.{image_format}")
-                 for kind, image in self.overlays().items()}
-        paths["mask"] = folder / f"{stem}_mask.png"
-        save_mask_png(self.mask, paths["mask"])
-        return paths
-
     def summary(self):
-        """Everything but the arrays, JSON-ready."""
+        """Everything but the arrays, JSON-ready: the one form an analysis takes outside
+        the core (stored by the web app, the API's answer, the CLI's rows all start here)."""
         return {"task": self.task, "prediction": self.prediction,
                 "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "ranked": self.ranked,
                 "malignant_probability": round(self.malignant_probability, 6),
                 "referral_threshold": self.referral_threshold, "referral_basis": self.referral_basis,
                 "suspicious": self.suspicious,
@@ -90,7 +68,8 @@ class Analysis:
                            "measurements": self.measurements},
                 "gradcam_empty": self.gradcam_empty, "warnings": list(self.warnings),
                 "models": self.model_versions,
-                "image_size": {"height": int(self.image.shape[0]), "width": int(self.image.shape[1])}}
+                "image_size": {"height": int(self.image.shape[0]), "width": int(self.image.shape[1])},
+                "original_size": self.original_size}
 
 
 def model_version(card):
@@ -101,7 +80,7 @@ def model_version(card):
 class Analyzer:
     """Loads the U-Net and the classifiers once; analyses images one at a time."""
 
-    def __init__(self, models_dir="models", tasks=("7class", "3class"), calibration=None):
+    def __init__(self, models_dir="models", tasks=tuple(TASKS), calibration=None):
         """calibration: a site calibration file (training.calibrate) for one of the tasks."""
         models_dir = Path(models_dir)
         model, card = load_checked_model(models_dir / SEGMENTER_FILE)
@@ -143,12 +122,18 @@ class Analyzer:
         prepared = _preprocessed(image, self.segmenter.steps, steps_cache)
         return self.segmenter(prepared)
 
-    def analyze(self, source, task="7class", explain=True, class_index=None, screen=True):
-        """source: bytes, a path, a file object or an RGB uint8 array. Raises ImageError,
-        and NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
+    def analyze(self, source, task="7class", explain=True, screen=True, original_size=None):
+        """source: bytes, a path or an RGB uint8 array (`original_size`: the size the array
+        was decoded from, when it was shrunk). Raises ImageError, and NotDermoscopyError (an
+        ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
-        image = (downscale(source, ANALYSIS_MAX_SIDE) if isinstance(source, np.ndarray)
-                 else load_image(source, max_side=ANALYSIS_MAX_SIDE))
+        if isinstance(source, np.ndarray):
+            original_size = original_size or {"width": source.shape[1], "height": source.shape[0]}
+            image = downscale(source, ANALYSIS_MAX_SIDE)
+        else:
+            width, height = image_dimensions(source) or (None, None)
+            image = load_image(source, max_side=ANALYSIS_MAX_SIDE)
+            original_size = {"width": width or image.shape[1], "height": height or image.shape[0]}
         steps_cache = {}
         prepared = _preprocessed(image, classifier.steps, steps_cache)
         checks = classifier.reliability
@@ -162,7 +147,7 @@ class Analyzer:
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
         if explain:  # Grad-CAM of the shown prediction unless another class is asked for
-            explained = classifier.explain(crop, class_index)
+            explained = classifier.explain(crop)
             probabilities, features = explained["probabilities"], explained["features"]
         else:
             explained = {}
@@ -184,7 +169,7 @@ class Analyzer:
                                ood_score, segmentation.reason)
         warnings = [] if reliability.state == "confident" else [reliability.message]
         return Analysis(
-            task=task, image=image, mask=segmentation.outline, lesion_found=segmentation.found,
+            task=task, image=image, original_size=original_size, mask=segmentation.outline, lesion_found=segmentation.found,
             lesion_message=segmentation.reason, region_box=region_box, classifier_input=crop,
             probabilities={code: float(p) for code, p in zip(codes, probabilities)},
             ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],

@@ -57,17 +57,17 @@ class Classifier:
     """Wraps a flat functional classifier; compiled forward and explain functions, built once."""
 
     def __init__(self, model, card, reliability=None):
-        import keras
-        import tensorflow as tf
-        from heatmap import Explainer
+        from .explain import Explainer
         from .models import LOGITS_LAYER, POOLED_LAYER
+        from .runtime import ModelSpec, runner_for
         self.model = model
         self.card = card
+        spec = ModelSpec.from_card(card)
         self.classes = tuple(entry["code"] for entry in card["classes"])
-        self.size = int(card["input_size"]["height"])
+        self.size = spec.input_height
         self.crop_mode = card.get("crop_mode", "crop")
-        self.steps = tuple(card.get("preprocessing", ()))
-        self.tta = card.get("test_time_augmentation", "none")
+        self.steps = spec.preprocessing
+        self.tta = spec.test_time_augmentation
         self.referral = referral_basis(card)
         self.referral_threshold = self.referral["malignant_probability"] if self.referral else None
         self.reliability = reliability
@@ -75,11 +75,7 @@ class Classifier:
         self.explainer = Explainer(model, temperature=self.temperature)
         # Logits and pooled features in one pass: calibration needs the first, the
         # unusual-image score and the dermoscopy gate the second.
-        heads = keras.Model(model.inputs, [model.get_layer(LOGITS_LAYER).output,
-                                           model.get_layer(POOLED_LAYER).output])
-        self._forward = tf.function(
-            lambda x: heads(x, training=False),
-            input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)])
+        self._run = runner_for(model, spec, (LOGITS_LAYER, POOLED_LAYER))
 
     def input_for(self, preprocessed_image, mask):
         return classifier_input(preprocessed_image, mask, self.crop_mode, self.size)
@@ -88,10 +84,10 @@ class Classifier:
         """(N, size, size, 3) inputs -> view logits (views, N, classes) and pooled features
         averaged over the views (N, features)."""
         inputs = np.asarray(inputs, np.float32)
-        logits, features = self._forward(tta_views(inputs, self.tta))
+        logits, features = self._run(tta_views(inputs, self.tta))
         views = len(logits) // len(inputs)
-        return (logits.numpy().reshape(views, len(inputs), -1),
-                features.numpy().reshape(views, len(inputs), -1).mean(0))
+        return (logits.reshape(views, len(inputs), -1),
+                features.reshape(views, len(inputs), -1).mean(0))
 
     def probabilities(self, inputs):
         """(N, size, size, 3) uint8 inputs -> (N, classes) calibrated probabilities (the
@@ -101,12 +97,13 @@ class Classifier:
     def image_features(self, preprocessed_image):
         """Pooled features of the whole image (one view): what the dermoscopy gate reads."""
         whole = classifier_input(preprocessed_image, None, "full", self.size)[None].astype(np.float32)
-        return self._forward(whole)[1].numpy()
+        return self._run(whole)[1]
 
-    def explain(self, crop, class_index=None, saliency=True):
-        """Probabilities (averaged over the test-time views) and explanations, in one pass."""
+    def explain(self, crop, saliency=True):
+        """Probabilities (averaged over the test-time views) and explanations of the most
+        probable class, in one pass."""
         views = tta_views(np.asarray(crop, np.float32)[None], self.tta)
-        return self.explainer.explain(crop, class_index, saliency, views=views)
+        return self.explainer.explain(crop, saliency=saliency, views=views)
 
     def malignant_probability(self, probabilities):
         return float(sum(p for code, p in zip(self.classes, probabilities) if code in MALIGNANT))

@@ -23,7 +23,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from .imageio import IMAGE_SUFFIXES
+
 MASK_SUFFIX = "_segmentation"
 
 ISIC2019_COLUMNS = {"MEL": "mel", "NV": "nv", "BCC": "bcc", "AK": "akiec", "BKL": "bkl",

@@ -37,3 +37,24 @@ class SpreadsheetWriter:
     def writerows(self, rows):
         for row in rows:
             self.writerow(row)
+
+
+def summary_columns(codes):
+    """The columns every table of analyses shares (the batch CSV, predict.py's
+    predictions.csv), for the class codes `codes`; each table adds its own around them."""
+    return (["prediction"] + [f"p_{code}" for code in codes]
+            + ["malignant_probability", "suspicious", "lesion_found", "lesion_area_fraction",
+               "reliability", "ood_score", "unusual_image", "uncertain"])
+
+
+def summary_values(summary, codes):
+    """An analysis' summary (`Analysis.summary()`) as the values of `summary_columns`."""
+    reliability = summary.get("reliability") or {}
+    score = reliability.get("ood_score")
+    probabilities = summary["probabilities"]
+    return ([summary["prediction"]]
+            + ["" if code not in probabilities else f"{probabilities[code]:.6f}" for code in codes]
+            + [f"{summary['malignant_probability']:.6f}", int(summary["suspicious"]),
+               int(summary["lesion"]["found"]), f"{summary['lesion'].get('area_fraction', 0.0):.6f}",
+               reliability.get("state", ""), "" if score is None else f"{score:.4f}",
+               int(bool(reliability.get("unusual_image"))), int(bool(reliability.get("uncertain")))])

@@ -17,6 +17,8 @@ MAX_ASPECT = 10  # longer side / shorter side
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"}
+# The file names taken as images when a folder is searched (data sets, predict.py).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 class ImageError(ValueError):
@@ -73,10 +75,11 @@ def check_dimensions(width, height, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
             f"{MAX_SIDE:,} pixels. Upload the photograph as the camera saved it.")
 
 
-def image_dimensions(data):
-    """(width, height) read from the header only, or None when it cannot be read."""
+def image_dimensions(source):
+    """(width, height) of bytes or a path, read from the header only, or None when it
+    cannot be read."""
     try:
-        with Image.open(io.BytesIO(bytes(data))) as image:
+        with _open(source) as image:
             return image.size
     except Exception:  # untrusted bytes: load_image gives the reason later
         return None
@@ -141,8 +144,3 @@ def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
         # ValueError, EOFError, but also TypeError/KeyError (a TIFF without its width
         # tag, found by tests/test_fuzz.py). Any failure to decode is a damaged file.
         raise ImageError(f"The image file is damaged or truncated ({type(error).__name__}: {error}).") from None
-
-
-def save_mask_png(mask, path):
-    """Write a boolean/0-1 mask as a 0/255 single-channel PNG."""
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), "L").save(path)

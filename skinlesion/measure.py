@@ -131,12 +131,3 @@ def compare_measurements(earlier, later, noise=None):
                      "relative": relative, "noise": limit,
                      "within_noise": None if limit is None or size is None else size <= limit})
     return rows
-
-
-def contour_overlay(image, mask, color=(0, 255, 0), thickness=None):
-    """The image with the mask's outline drawn on it (line width scales with size)."""
-    thickness = thickness or max(1, round(max(image.shape[:2]) / 300))
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    drawn = image.copy()
-    cv2.drawContours(drawn, contours, -1, color, thickness)
-    return drawn

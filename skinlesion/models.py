@@ -9,12 +9,15 @@ import os
 import keras
 from keras import layers
 
-from .cards import (ModelFileError, card_path, check_model_file, read_card,  # noqa: F401
-                    sha256_of, write_card)
+from .cards import ModelFileError, check_model_file
 
+# Layer names the rest of the code reads: explanations from the logits and the last
+# convolutional block, the unusual-image score from the pooled features.
 LOGITS_LAYER = "logits"
 POOLED_LAYER = "pool"  # the pooled features the head reads
+MOBILENET_LAST_CONV = "out_relu"  # keras.applications.MobileNetV2's last activation
 SEQUENTIAL_LAST_CONV = "last_conv"
+LAST_CONV_LAYERS = (MOBILENET_LAST_CONV, SEQUENTIAL_LAST_CONV)
 
 # U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
 UNET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu",
@@ -62,12 +65,16 @@ def build_sequential_classifier(num_classes, input_size=160, dropout=0.3):
     return keras.Model(inputs, probabilities, name="sequential_classifier")
 
 
+CLASSIFIER_BUILDERS = {
+    "mobilenetv2": build_mobilenet_classifier,
+    "sequential": build_sequential_classifier,
+}
+
+
 def build_classifier(arch, num_classes, input_size):
-    if arch == "mobilenetv2":
-        return build_mobilenet_classifier(num_classes, input_size)
-    if arch == "sequential":
-        return build_sequential_classifier(num_classes, input_size)
-    raise ValueError(f"Unknown architecture {arch!r}: mobilenetv2 or sequential.")
+    if arch not in CLASSIFIER_BUILDERS:
+        raise ValueError(f"Unknown architecture {arch!r}; choose from {sorted(CLASSIFIER_BUILDERS)}.")
+    return CLASSIFIER_BUILDERS[arch](num_classes, input_size)
 
 
 def _upsample(x, filters, name):

@@ -6,7 +6,7 @@ import numpy as np
 
 from .classify import tta_views
 from .inputs import segmenter_input
-from .regions import lesion_box
+from .runtime import ModelSpec, runner_for
 
 MIN_AREA_FRACTION = 0.005  # smaller than this is noise, not a lesion we can measure
 MAX_AREA_FRACTION = 0.98  # a mask covering the whole frame found no boundary
@@ -17,8 +17,6 @@ class Segmentation:
     mask: np.ndarray  # bool, (H, W) of the input image: the U-Net on the image as it is
     found: bool
     reason: str  # why nothing was found, "" when found
-    box: tuple | None  # (top, bottom, left, right) of the classifier crop, or None
-    area_fraction: float
     outline: np.ndarray | None = None  # the same from the map averaged over the flips
 
     def __post_init__(self):
@@ -48,39 +46,35 @@ def probability_to_mask(probability, height, width, threshold=0.5):
 def describe_mask(mask):
     area_fraction = float(mask.mean())
     if area_fraction < MIN_AREA_FRACTION:
-        return Segmentation(mask, False, "No lesion was found in the image.", None, area_fraction)
+        return Segmentation(mask, False, "No lesion was found in the image.")
     if area_fraction > MAX_AREA_FRACTION:
         return Segmentation(mask, False, "The lesion fills the whole frame: its border could "
-                            "not be found.", None, area_fraction)
-    return Segmentation(mask, True, "", lesion_box(mask), area_fraction)
+                            "not be found.")
+    return Segmentation(mask, True, "")
 
 
 class Segmenter:
     """Wraps a loaded U-Net; one compiled forward function, fixed input shape."""
 
     def __init__(self, model, card):
-        import tensorflow as tf
         self.model = model
         self.card = card
-        size = card["input_size"]
-        self.input_shape = (int(size["height"]), int(size["width"]))
-        self.steps = tuple(card.get("preprocessing", ()))
+        spec = ModelSpec.from_card(card)
+        self.input_shape = (spec.input_height, spec.input_width)
+        self.steps = spec.preprocessing
         # flip4: the outline that is shown and measured comes from the map averaged over the
         # image and its three flips, so it does not depend on which way up the photograph is.
         # The classifier's crop keeps the single-view mask its figures were validated with
         # (averaging moved them: HAM10000 7-class balanced accuracy 0.747 -> 0.738).
-        self.test_time_augmentation = card.get("test_time_augmentation", "none")
-        self._forward = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((None, *self.input_shape, 3), tf.float32)],
-            reduce_retracing=True)
+        self.test_time_augmentation = spec.test_time_augmentation
+        self._run = runner_for(model, spec)
 
     def view_maps(self, preprocessed_images):
         """(views, N, H, W) probability maps at U-Net size, each flipped back; the first view
         is the image as it is."""
         batch = np.stack([segmenter_input(image, self.input_shape) for image in preprocessed_images])
         views = tta_views(batch.astype(np.float32), self.test_time_augmentation)
-        maps = self._forward(views).numpy()[..., 0].reshape(-1, len(batch), *self.input_shape)
+        maps = self._run(views)[0][..., 0].reshape(-1, len(batch), *self.input_shape)
         if len(maps) == 4:
             maps = np.stack([maps[0], maps[1][:, :, ::-1], maps[2][:, ::-1], maps[3][:, ::-1, ::-1]])
         return maps

@@ -41,7 +41,8 @@ def lesion_image():
 def tiny_models(tmp_path_factory):
     """A models/ folder of tiny random-weight models with proper cards (fast to build)."""
     from skinlesion.classes import DISPLAY_NAMES, TASKS
-    from skinlesion.models import build_mobilenet_classifier, build_unet, write_card
+    from skinlesion.cards import write_card
+    from skinlesion.models import build_mobilenet_classifier, build_unet
     folder = tmp_path_factory.mktemp("models")
     unet = build_unet((64, 64, 3), decoder_filters=(16, 16, 8, 8))
     unet.save(folder / "unet.h5")

@@ -8,7 +8,6 @@ import shutil
 import stat
 import threading
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -73,8 +72,8 @@ def test_strips_and_giant_sides_are_refused_before_decoding(open_app, width, hei
 
 
 def test_an_encoder_failure_is_not_reported_as_full_storage(open_app, monkeypatch):
-    import heatmap
-    monkeypatch.setattr(heatmap.cv2, "imencode", lambda *args: (False, None))
+    from skinlesion import overlays
+    monkeypatch.setattr(overlays.cv2, "imencode", lambda *args: (False, None))
     before = len(open_app.extensions["skinlesion"].store.list())
     response = post_api(open_app.test_client(), jpeg_bytes())
     assert response.status_code == 422

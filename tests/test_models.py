@@ -4,8 +4,8 @@ import shutil
 import keras
 import pytest
 
-from skinlesion.models import (ModelFileError, build_classifier, freeze_through, initialise_backbone,
-                               load_checked_model, read_card)
+from skinlesion.cards import ModelFileError, read_card
+from skinlesion.models import build_classifier, freeze_through, initialise_backbone, load_checked_model
 
 
 def test_checked_load_refuses_a_changed_file(tiny_models, tmp_path):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, MODELS, SHARED_HAM10000, shipped_models_present
+from skinlesion.overlays import write_images
 
 pytestmark = [pytest.mark.shipped,
               pytest.mark.skipif(not shipped_models_present(), reason="shipped models not present")]
@@ -18,7 +19,7 @@ def analyzer():
 
 @pytest.mark.parametrize("name", ["unet", "classifier_7class", "classifier_3class"])
 def test_cards_are_complete_and_match(name):
-    from skinlesion.models import sha256_of
+    from skinlesion.cards import sha256_of
     card = json.loads((MODELS / f"{name}.json").read_text())
     assert card["sha256"] == sha256_of(MODELS / f"{name}.h5")
     for key in ("task", "input_size", "preprocessing", "data", "split", "init", "epochs",
@@ -45,8 +46,8 @@ def test_examples_through_the_whole_pipeline(analyzer, task, tmp_path):
         assert result.mask.shape == result.image.shape[:2]
         assert result.lesion_found, path.name  # every example shows a clear lesion
         assert result.gradcam is not None and result.saliency is not None
-        saved = result.save_images(tmp_path, path.stem)
-        assert all(p.is_file() for p in saved.values())
+        saved = write_images(result, tmp_path, path.stem)
+        assert all((tmp_path / name).is_file() for name in saved.values())
 
 
 def test_analysis_is_deterministic(analyzer):

@@ -42,17 +42,6 @@ def _secret_key(app):
     return path.read_text().strip()
 
 
-def _configure_tensorflow(threads):
-    """Pin TensorFlow's thread pools (before any model loads) so workers do not oversubscribe."""
-    import tensorflow as tf
-    if threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # already initialised in this process (tests build many apps)
-            pass
-
-
 def create_app(config=None):
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(settings.from_environment())
@@ -61,9 +50,10 @@ def create_app(config=None):
     for folder in ("UPLOAD_DIR", "HEATMAP_DIR"):
         Path(app.config[folder]).mkdir(parents=True, exist_ok=True)
 
-    _configure_tensorflow(app.config.get("TF_THREADS", 0))
-    from . import api, auth, cli, pages, security
-    from .engine import Engine
+    from skinlesion.runtime import configure_threads
+    configure_threads(app.config.get("TF_THREADS", 0))
+    from . import api, auth, cli, errors, pages, security
+    from .engine import Engine, EngineSettings
     security.init_app(app)
     try:
         store = Store(app.config["DATABASE"])
@@ -74,11 +64,11 @@ def create_app(config=None):
         return _unavailable(app, f"the database {db.describe(app.config['DATABASE'])} cannot be opened "
                                  f"({error.orig or error})")
     security.init_csrf(app)
-    app.extensions["skinlesion"] = Engine(app.config, store)
+    app.extensions["skinlesion"] = Engine(EngineSettings.from_config(app.config), store)
     cli.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
-    pages.register_error_handlers(app)
+    errors.register_error_handlers(app)
     return app
 
 

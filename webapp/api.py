@@ -8,6 +8,7 @@ Any bad request -> 4xx with {"error": "<human message>"}.
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from skinlesion.imageio import ImageError
+from skinlesion.overlays import IMAGE_KINDS
 
 from .auth import current_owner
 from .engine import ServiceUnavailable
@@ -21,23 +22,20 @@ def engine():
 
 
 def as_json(record):
+    """The stored summary of the analysis (Analysis.summary()), with what the web app adds:
+    its id and time, the clinician's fields, and the addresses of its images and page."""
     def image_url(kind):
         if kind not in record["files"]:
             return None
         return absolute_url("pages.analysis_image", analysis_id=record["id"], kind=kind)
 
-    return {
-        "id": record["id"], "created": record["created"], "task": record["task"],
-        "prediction": record["prediction"], "probabilities": record["probabilities"],
-        "malignant_probability": round(record["malignant_probability"], 6),
-        "referral_threshold": record["summary"].get("referral_threshold"),
+    return dict(record["summary"]) | {
+        "id": record["id"], "created": record["created"],
         "suspicious": bool(record["suspicious"]), "low_confidence": bool(record["low_confidence"]),
-        "lesion": record["lesion"], "warnings": record["summary"].get("warnings", []),
-        "reliability": reliability_of(record),
-        "models": record["models"], "case": record["case_ref"], "note": record["note"],
+        "warnings": record["summary"].get("warnings", []), "reliability": reliability_of(record),
+        "case": record["case_ref"], "note": record["note"],
         "file_name": record["original_name"], "image_sha256": record["image_sha256"],
-        "images": {kind: image_url(kind) for kind in ("original", "mask", "contour", "gradcam",
-                                                     "saliency", "crop")},
+        "images": {kind: image_url(kind) for kind in IMAGE_KINDS if kind != "thumb"},
         "report_url": absolute_url("pages.result", analysis_id=record["id"]),
     }
 

@@ -190,7 +190,7 @@ def _authenticate(name, password):
 
 def _wait_message(seconds):
     minutes = int(seconds + 59) // 60
-    return (f"Too many failed logins for this name from this address; try again in "
+    return ("Too many failed logins for this name from this address; try again in "
             + (f"{int(seconds) + 1} seconds." if seconds < 60 else f"{minutes} minutes."))
 
 

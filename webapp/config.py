@@ -2,6 +2,8 @@
 import os
 from pathlib import Path
 
+from skinlesion.classes import TASKS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,7 +21,7 @@ def from_environment():
         "MODELS_DIR": Path(_env("MODELS_DIR", ROOT / "models")),
         # A clinic's own referral threshold (python -m training.calibrate ... --out site.json).
         "CALIBRATION": _env("CALIBRATION", "") or None,
-        "TASKS": tuple(t.strip() for t in _env("TASKS", "7class,3class").split(",") if t.strip()),
+        "TASKS": tuple(t.strip() for t in _env("TASKS", ",".join(TASKS)).split(",") if t.strip()),
         "UPLOAD_DIR": Path(_env("UPLOAD_DIR", ROOT / "uploads")),
         "HEATMAP_DIR": Path(_env("HEATMAP_DIR", ROOT / "heatmap")),
         # A path (SQLite, one host) or postgresql://user:password@host:port/dbname (several hosts).
@@ -57,4 +59,24 @@ def from_environment():
         "BOOT_FAILURE": _env("BOOT_FAILURE", "stop"),
         # TensorFlow threads per process (0: TensorFlow decides). Under gunicorn, cores / workers.
         "TF_THREADS": int(_env("TF_THREADS", "0")),
+    }
+
+
+def server_settings():
+    """gunicorn's settings (gunicorn.conf.py), from the same SKINLESION_* variables."""
+    workers = int(_env("WORKERS", "2"))
+    return {
+        "bind": _env("BIND", "127.0.0.1:8083"),
+        "workers": workers,
+        "threads": int(_env("THREADS", "2")),
+        # A CPU analysis takes seconds; a cold worker loads three models and traces them.
+        "timeout": int(_env("TIMEOUT", "120")),
+        # Recycle workers now and then so a slow leak can never grow without bound.
+        "max_requests": int(_env("MAX_REQUESTS", "500")),
+        "max_requests_jitter": int(_env("MAX_REQUESTS_JITTER", "50")),
+        # Each worker's TensorFlow gets its share of the cores.
+        "tf_threads": int(_env("TF_THREADS", str(max(1, (os.cpu_count() or 2) // workers)))),
+        # A worker restarted after a model or the database went bad comes up degraded (503s,
+        # a failing /api/health, one error line) instead of making the master halt every worker.
+        "boot_failure": _env("BOOT_FAILURE", "degrade"),
     }

@@ -3,13 +3,16 @@ import hashlib
 import logging
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-from heatmap import EncodingError
 from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
 from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
 from skinlesion.classify import CalibrationError
 from skinlesion.imageio import ImageError, image_dimensions, load_image
+from skinlesion.overlays import EncodingError, remove_images, upload_name, write_images
+
+from .store import new_record
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +47,52 @@ def new_id():
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs of the app's configuration (webapp.config), and nothing else."""
+    models_dir: Path
+    tasks: tuple
+    upload_dir: Path
+    heatmap_dir: Path  # every image derived from an analysis (overlays, outline, mask, crop)
+    overlay_format: str = "jpg"
+    calibration: str | None = None
+    login_required: bool = False
+    boot_failure: str = "stop"
+    warm_up: bool = True
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(models_dir=Path(config["MODELS_DIR"]), tasks=tuple(config["TASKS"]),
+                   upload_dir=Path(config["UPLOAD_DIR"]), heatmap_dir=Path(config["HEATMAP_DIR"]),
+                   overlay_format=config.get("OVERLAY_FORMAT", "jpg"), calibration=config.get("CALIBRATION"),
+                   login_required=bool(config.get("LOGIN_REQUIRED")),
+                   boot_failure=config.get("BOOT_FAILURE", "stop"), warm_up=config.get("WARM_UP", True))
+
+
 class Engine:
-    def __init__(self, config, store):
-        self.config = config
+    """The web app's one way to the analysis core, the files and the store."""
+
+    def __init__(self, settings, store):
+        self.settings = settings
         self.store = store
-        self.model_watch = ModelFileWatch(model_paths(config["MODELS_DIR"], config["TASKS"]))
+        self.model_watch = ModelFileWatch(model_paths(settings.models_dir, settings.tasks))
         self.failure = None
         try:
-            self.analyzer = Analyzer(config["MODELS_DIR"], tasks=config["TASKS"],
-                                     calibration=config.get("CALIBRATION"))
+            self.analyzer = Analyzer(settings.models_dir, tasks=settings.tasks, calibration=settings.calibration)
         except (ModelFileError, CalibrationError) as error:
-            if config.get("BOOT_FAILURE") != "degrade":
+            if settings.boot_failure != "degrade":
                 raise
             self.analyzer, self.failure = None, str(error)
             log.error("Started WITHOUT MODELS, analyses answer 503 until the file is restored and "
                       "the server restarted: %s", error)
             return
         self.model_watch.remember()  # the Analyzer has just checked them against their cards
-        if config.get("WARM_UP", True):
+        if settings.warm_up:
             self.analyzer.warm_up()
 
     @property
     def tasks(self):
-        return self.analyzer.tasks if self.analyzer else tuple(self.config["TASKS"])
+        return self.analyzer.tasks if self.analyzer else self.settings.tasks
 
     def versions(self):
         return self.analyzer.versions() if self.analyzer else {}
@@ -95,23 +121,14 @@ class Engine:
                                     "Stored analyses can still be viewed. Please tell the administrator.")
         self.analyzer.classifier(task)  # refuses a task that is not loaded
         with _analysis_lock:
-            result = self.analyzer.analyze(image, task)
+            result = self.analyzer.analyze(image, task, original_size=_size_of(data))
         analysis_id = new_id()
         files = self._write_files(analysis_id, data, result)
-        summary = result.summary()
-        record = {
-            "id": analysis_id, "task": task, "prediction": result.prediction,
-            "probabilities": summary["probabilities"],
-            "malignant_probability": result.malignant_probability,
-            "suspicious": int(result.suspicious), "low_confidence": int(result.low_confidence),
-            "lesion": summary["lesion"], "models": summary["models"], "files": files,
-            "summary": {key: summary[key] for key in ("referral_threshold", "referral_basis", "reliability", "warnings",
-                                                      "gradcam_empty", "image_size")}
-            | {"ranked": result.ranked, "original_size": _size_of(data)},
-            "original_name": (original_name or "")[:200], "image_sha256": hashlib.sha256(data).hexdigest(),
-            "case_ref": (case_ref or "").strip()[:100] or None, "note": (note or "").strip()[:2000] or None,
-            "owner": owner,
-        }
+        record = new_record(
+            result.summary(), id=analysis_id, files=files, original_name=(original_name or "")[:200],
+            image_sha256=hashlib.sha256(data).hexdigest(),
+            case_ref=(case_ref or "").strip()[:100] or None, note=(note or "").strip()[:2000] or None,
+            owner=owner)
         try:
             return self.store.add(record)
         except Exception:
@@ -119,15 +136,13 @@ class Engine:
             raise
 
     def _write_files(self, analysis_id, data, result):
-        upload_dir, heatmap_dir = Path(self.config["UPLOAD_DIR"]), Path(self.config["HEATMAP_DIR"])
+        upload_dir, heatmap_dir = self.settings.upload_dir, self.settings.heatmap_dir
         files = {}
         try:
             upload_dir.mkdir(parents=True, exist_ok=True)
-            upload = upload_dir / f"{analysis_id}.upload"
-            upload.write_bytes(data)  # the bytes as received, for audit; never served raw
-            files["upload"] = upload.name
-            written = result.save_images(heatmap_dir, analysis_id, self.config.get("OVERLAY_FORMAT", "jpg"))
-            files.update({kind: Path(path).name for kind, path in written.items()})
+            (upload_dir / upload_name(analysis_id)).write_bytes(data)  # as received, for audit
+            files["upload"] = upload_name(analysis_id)
+            files.update(write_images(result, heatmap_dir, analysis_id, self.settings.overlay_format))
         except EncodingError as error:
             self._remove_partial(analysis_id)
             raise ResultImageError("The result images could not be made for this image "
@@ -140,9 +155,8 @@ class Engine:
 
     def _remove_partial(self, analysis_id):
         """Whatever part of a failed analysis was written goes: the upload and its images."""
-        (Path(self.config["UPLOAD_DIR"]) / f"{analysis_id}.upload").unlink(missing_ok=True)
-        for leftover in Path(self.config["HEATMAP_DIR"]).glob(f"{analysis_id}_*"):
-            leftover.unlink(missing_ok=True)
+        (self.settings.upload_dir / upload_name(analysis_id)).unlink(missing_ok=True)
+        remove_images(self.settings.heatmap_dir, analysis_id, self.settings.overlay_format)
 
     def visible(self, analysis_id, user):
         """The analysis if this user may see it (anyone when accounts are off), else None."""
@@ -153,10 +167,10 @@ class Engine:
 
     def _may_see(self, row, user):
         """A stored analysis or batch is anyone's when accounts are off, else its owner's."""
-        return row is not None and (not self.config.get("LOGIN_REQUIRED") or row["owner"] == user)
+        return row is not None and (not self.settings.login_required or row["owner"] == user)
 
     def _owner_filter(self, user):
-        return user if self.config.get("LOGIN_REQUIRED") else None
+        return user if self.settings.login_required else None
 
     def visible_list(self, user, case_ref=None, limit=200, offset=0):
         return self.store.list(case_ref=case_ref, owner=self._owner_filter(user), limit=limit, offset=offset)
@@ -181,13 +195,14 @@ class Engine:
         name = record["files"].get(kind)
         if not name:
             return None
-        folder = self.config["UPLOAD_DIR"] if kind == "upload" else self.config["HEATMAP_DIR"]
-        return Path(folder) / name
+        return self._folder(kind) / name
+
+    def _folder(self, kind):
+        return self.settings.upload_dir if kind == "upload" else self.settings.heatmap_dir
 
     def remove_files(self, files):
         for kind, name in files.items():
-            folder = self.config["UPLOAD_DIR"] if kind == "upload" else self.config["HEATMAP_DIR"]
-            (Path(folder) / name).unlink(missing_ok=True)
+            (self._folder(kind) / name).unlink(missing_ok=True)
 
     def delete(self, record):
         if self.store.delete(record["id"]):  # only the request that removed the row removes the files

@@ -5,10 +5,11 @@ from datetime import date
 from flask import (Blueprint, Response, abort, current_app, flash, redirect, render_template, request,
                    send_file, url_for)
 
-from skinlesion.classes import DISPLAY_NAMES, TASKS
-from skinlesion.export import SpreadsheetWriter
+from skinlesion.classes import DISPLAY_NAMES, TASK_LABELS, in_class_order
+from skinlesion.export import SpreadsheetWriter, summary_columns, summary_values
 from skinlesion.imageio import ImageError
 from skinlesion.measure import compare_measurements
+from skinlesion.overlays import IMAGE_KINDS
 from skinlesion.reliability import STATE_LABELS
 
 from .auth import current_owner
@@ -16,9 +17,7 @@ from .engine import ServiceUnavailable
 from .forms import FormError, example_names, read_task, read_uploads
 
 blueprint = Blueprint("pages", __name__)
-IMAGE_KINDS = {"original", "mask", "contour", "gradcam", "saliency", "crop", "thumb"}
 HISTORY_PAGE_SIZE = 50
-TASK_LABELS = {"7class": "7 classes (all HAM10000 diagnoses)", "3class": "3 classes (bcc, mel, nv)"}
 
 
 def engine():
@@ -181,28 +180,19 @@ def batch_csv():
         abort(404)
     buffer = io.StringIO()
     writer = SpreadsheetWriter(buffer)
-    codes = sorted({code for r in records for code in r["probabilities"]},
-                   key=lambda c: TASKS["7class"].index(c))
-    writer.writerow(["id", "file", "task", "prediction", *[f"p_{c}" for c in codes],
-                     "malignant_probability", "suspicious", "lesion_found", "reliability",
-                     "ood_score", "unusual_image", "uncertain", "case", "created"])
+    codes = in_class_order({code for r in records for code in r["probabilities"]})
+    writer.writerow(["id", "file", "task", *summary_columns(codes), "case", "created"])
     for r in records:
-        reliability = r["summary"].get("reliability") or {}
-        score = reliability.get("ood_score")
-        writer.writerow([r["id"], r["original_name"], r["task"], r["prediction"],
-                         *[r["probabilities"].get(c, "") for c in codes],
-                         round(r["malignant_probability"], 6), r["suspicious"],
-                         int(r["lesion"]["found"]), reliability.get("state", ""),
-                         "" if score is None else round(score, 4),
-                         int(bool(reliability.get("unusual_image"))), int(bool(reliability.get("uncertain"))),
+        writer.writerow([r["id"], r["original_name"], r["task"], *summary_values(r["summary"], codes),
                          r["case_ref"] or "", r["created"]])
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=analyses.csv"})
 
 
 @blueprint.app_context_processor
-def reliability_labels():
-    return {"reliability_labels": STATE_LABELS}
+def core_names():
+    """Names the templates share with the core: reliability states and image kinds."""
+    return {"reliability_labels": STATE_LABELS, "image_kinds": IMAGE_KINDS}
 
 
 @blueprint.app_template_filter("percent")
@@ -215,63 +205,3 @@ def percent(probability):
     if 0.99 < probability < 1:
         return ">99%"
     return f"{probability * 100:.0f}%"
-
-
-def too_large_message():
-    """413 comes from two limits: the body's size, and the number of form parts."""
-    config = current_app.config
-    if (request.content_length or 0) <= config["MAX_CONTENT_LENGTH"]:
-        return (f"The form has too many fields or files; at most {config['MAX_FILES']} images "
-                "can be sent at once.")
-    return f"The upload is too large; the limit is {config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB."
-
-
-def register_error_handlers(app):
-    from flask import jsonify
-    from sqlalchemy.exc import SQLAlchemyError
-    from werkzeug.exceptions import SecurityError
-
-    def answer(status, title, message, api_message=None):
-        if request.path.startswith("/api/"):
-            return jsonify({"error": api_message or message}), status
-        return render_template("error.html", title=title, message=message), status
-
-    @app.errorhandler(400)
-    def bad_request(error):
-        if isinstance(error, SecurityError):  # a Host header not in TRUSTED_HOSTS
-            return ("This server does not answer to that host name. The administrator can add "
-                    "it to SKINLESION_TRUSTED_HOSTS.\n", 400, {"Content-Type": "text/plain; charset=utf-8"})
-        return answer(400, "Bad request", error.description)
-
-    @app.errorhandler(403)
-    def forbidden(error):
-        return answer(403, "Refused", error.description)
-
-    @app.errorhandler(404)
-    def not_found(_error):
-        return answer(404, "Not found", "There is no page or analysis at this address.", "Not found.")
-
-    @app.errorhandler(405)
-    def not_allowed(_error):
-        return answer(405, "Not allowed", "This address does not accept that kind of request.",
-                      "Method not allowed.")
-
-    @app.errorhandler(413)
-    def too_large(_error):
-        if request.path.startswith("/api/"):
-            return jsonify({"error": too_large_message()}), 413
-        return upload_page(too_large_message(), 413)
-
-    @app.errorhandler(SQLAlchemyError)
-    def database_unavailable(error):
-        current_app.logger.error("database error on %s: %s", request.path, error)
-        return answer(503, "Unavailable", "The server cannot use its database just now (its disk may be "
-                                          "full). Nothing was changed; please try again later and tell "
-                                          "the administrator.")
-
-    @app.errorhandler(500)
-    def server_error(_error):
-        stored = " Nothing was stored." if request.method == "POST" else ""
-        return answer(500, "Something went wrong", f"The server could not finish this request.{stored} "
-                                                   "Please try again.")
-

@@ -17,6 +17,18 @@ from . import db
 
 ORPHAN_GRACE_SECONDS = 60 * 60  # an analysis takes seconds; a worker times out after minutes
 JSON_COLUMNS = ("probabilities", "lesion", "models", "files", "summary")
+# The fields of an analysis' summary (Analysis.summary()) that are also columns, so that
+# lists and filters need not read the JSON; the summary itself is stored whole.
+SUMMARY_COLUMNS = ("task", "prediction", "probabilities", "malignant_probability", "suspicious",
+                   "low_confidence", "lesion", "models")
+
+
+def new_record(summary, **fields):
+    """The row of an analysis: its summary as it is, the columns copied from it, and the
+    web app's own fields (id, files, original_name, image_sha256, case_ref, note, owner)."""
+    columns = {key: summary[key] for key in SUMMARY_COLUMNS}
+    columns.update(suspicious=int(summary["suspicious"]), low_confidence=int(summary["low_confidence"]))
+    return columns | fields | {"summary": summary}
 
 
 class Store:
@@ -122,4 +134,6 @@ def _decode(row):
     record = dict(row)
     for name in JSON_COLUMNS:
         record[name] = json.loads(record[name])
+    # Rows stored before the whole summary was kept hold part of it in the columns.
+    record["summary"] = {key: record[key] for key in SUMMARY_COLUMNS} | record["summary"]
     return record

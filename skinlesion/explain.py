@@ -1,0 +1,114 @@
+"""Explanations of a classifier's decision, the TensorFlow part: Grad-CAM and saliency.
+
+Both are taken from the logits (the Dense layer `models.LOGITS_LAYER`), not from the
+softmax: the softmax gradient of a confident prediction vanishes and would explain nothing.
+
+`Explainer(model)` builds its gradient model and compiled functions once; each call runs
+one forward pass over all test-time views that returns the probabilities and the Grad-CAM
+together, so the classifier is not run twice per image. Drawing the maps is
+`skinlesion.overlays`' job.
+"""
+import cv2
+import numpy as np
+
+from .models import LAST_CONV_LAYERS, LOGITS_LAYER
+from .overlays import EMPTY_MAP_EPSILON
+
+
+def last_conv_layer(model):
+    names = {layer.name for layer in model.layers}
+    for name in LAST_CONV_LAYERS:
+        if name in names:
+            return model.get_layer(name)
+    raise ValueError("The classifier has no known last convolutional layer "
+                     f"({', '.join(LAST_CONV_LAYERS)}): build it with skinlesion.models.")
+
+
+def normalise(heat):
+    """Scale a non-negative map to [0, 1]; an all-zero (or non-finite) map stays zero."""
+    heat = np.nan_to_num(np.asarray(heat, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    heat = np.maximum(heat, 0.0)
+    top = float(heat.max()) if heat.size else 0.0
+    if top <= EMPTY_MAP_EPSILON:
+        return np.zeros_like(heat)
+    return heat / top
+
+
+class Explainer:
+    """Probabilities, Grad-CAM and saliency for one flat functional classifier."""
+
+    def __init__(self, model, smoothgrad_samples=1, smoothgrad_noise=0.1, temperature=1.0):
+        import keras
+        import tensorflow as tf
+        self.model = model
+        self.temperature = float(temperature)  # calibration: probabilities = softmax(logits / T)
+        size = model.input_shape[1:3]
+        self.input_shape = (int(size[0]), int(size[1]))
+        # Built once per model, never per request.
+        self._grad_model = keras.Model(model.inputs,
+                                       [last_conv_layer(model).output, model.get_layer(LOGITS_LAYER).output])
+        # One noisy copy by default: the page smooths the map over the lesion anyway
+        # (overlays.legible_saliency), and each copy costs a forward and a backward pass
+        # through the whole network, the dearest step of an analysis (docs/performance.md).
+        self.smoothgrad_samples = int(smoothgrad_samples)
+        self.smoothgrad_noise = float(smoothgrad_noise)
+        image_spec = tf.TensorSpec((1, *self.input_shape, 3), tf.float32)
+        views_spec = tf.TensorSpec((None, *self.input_shape, 3), tf.float32)
+        index_spec = tf.TensorSpec((), tf.int32)
+        self._cam = tf.function(self._probabilities_and_cam, input_signature=[views_spec, index_spec])
+        self._saliency = tf.function(self._smoothgrad, input_signature=[image_spec, index_spec])
+
+    def _probabilities_and_cam(self, views, class_index):
+        """One forward pass over the image's views (the image first): their mean softmax,
+        and the Grad-CAM of the first view. The gradient only runs back through the
+        pooling and Dense head to the last convolutional block, so it costs almost nothing
+        beside the forward pass."""
+        import tensorflow as tf
+        with tf.GradientTape() as tape:
+            features, logits = self._grad_model(views, training=False)
+            probabilities = tf.reduce_mean(tf.nn.softmax(logits / self.temperature), axis=0)
+            index = tf.where(class_index < 0, tf.cast(tf.argmax(probabilities), tf.int32), class_index)
+            target = logits[0, index]
+        gradients = tape.gradient(target, features)[:1]
+        weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
+        cam = tf.nn.relu(tf.reduce_sum(features[:1] * weights[:, None, None, :], axis=-1))[0]
+        # The pooled features (the classifier head's input), averaged over the views: what
+        # the unusual-image score measures.
+        pooled = tf.reduce_mean(features, axis=(0, 1, 2))
+        return probabilities, cam, index, pooled
+
+    def _smoothgrad(self, image, class_index):
+        import tensorflow as tf
+        noise = tf.random.normal((self.smoothgrad_samples, *self.input_shape, 3),
+                                 stddev=self.smoothgrad_noise * 255.0)
+        noisy = tf.repeat(image, self.smoothgrad_samples, axis=0) + noise
+        with tf.GradientTape() as tape:
+            tape.watch(noisy)
+            _, logits = self._grad_model(noisy, training=False)
+            target = tf.reduce_sum(logits[:, class_index])
+        gradients = tape.gradient(target, noisy)
+        return tf.reduce_mean(tf.reduce_max(tf.abs(gradients), axis=-1), axis=0)
+
+    def explain(self, image, class_index=None, saliency=True, views=None):
+        """image: (H, W, 3) uint8 at the model's input size. views: optional (V, H, W, 3)
+        batch starting with the image (test-time views); probabilities are their mean.
+
+        Returns a dict: probabilities, features (the pooled features, averaged over the
+        views), class_index, gradcam and saliency maps (float32 in [0, 1] at the input
+        size), and gradcam_empty when the Grad-CAM had no positive evidence (the map is
+        then all zero, not noise scaled up).
+        """
+        import tensorflow as tf
+        batch = tf.constant(np.asarray(image, np.float32)[None])
+        views = batch if views is None else tf.constant(np.asarray(views, np.float32))
+        wanted = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
+        probabilities, cam, index, pooled = self._cam(views, wanted)
+        cam = cam.numpy()
+        result = {"probabilities": probabilities.numpy(), "features": pooled.numpy(),
+                  "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON)}
+        result["gradcam"] = normalise(cv2.resize(cam, self.input_shape[::-1],
+                                                 interpolation=cv2.INTER_LINEAR))
+        if saliency:
+            smooth = self._saliency(batch, tf.constant(int(index), tf.int32)).numpy()
+            result["saliency"] = normalise(smooth)
+        return result

@@ -1,0 +1,63 @@
+"""Error pages and JSON errors, for the whole app in one place: a page for a person, or
+{"error": message} under /api/."""
+from flask import current_app, jsonify, render_template, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import SecurityError
+
+from .pages import upload_page
+
+
+def too_large_message():
+    """413 comes from two limits: the body's size, and the number of form parts."""
+    config = current_app.config
+    if (request.content_length or 0) <= config["MAX_CONTENT_LENGTH"]:
+        return (f"The form has too many fields or files; at most {config['MAX_FILES']} images "
+                "can be sent at once.")
+    return f"The upload is too large; the limit is {config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB."
+
+
+def register_error_handlers(app):
+    def answer(status, title, message, api_message=None):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": api_message or message}), status
+        return render_template("error.html", title=title, message=message), status
+
+    @app.errorhandler(400)
+    def bad_request(error):
+        if isinstance(error, SecurityError):  # a Host header not in TRUSTED_HOSTS
+            return ("This server does not answer to that host name. The administrator can add "
+                    "it to SKINLESION_TRUSTED_HOSTS.\n", 400, {"Content-Type": "text/plain; charset=utf-8"})
+        return answer(400, "Bad request", error.description)
+
+    @app.errorhandler(403)
+    def forbidden(error):
+        return answer(403, "Refused", error.description)
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        return answer(404, "Not found", "There is no page or analysis at this address.", "Not found.")
+
+    @app.errorhandler(405)
+    def not_allowed(_error):
+        return answer(405, "Not allowed", "This address does not accept that kind of request.",
+                      "Method not allowed.")
+
+    @app.errorhandler(413)
+    def too_large(_error):
+        if request.path.startswith("/api/"):
+            return jsonify({"error": too_large_message()}), 413
+        return upload_page(too_large_message(), 413)
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_unavailable(error):
+        current_app.logger.error("database error on %s: %s", request.path, error)
+        return answer(503, "Unavailable", "The server cannot use its database just now (its disk may be "
+                                          "full). Nothing was changed; please try again later and tell "
+                                          "the administrator.")
+
+    @app.errorhandler(500)
+    def server_error(_error):
+        stored = " Nothing was stored." if request.method == "POST" else ""
+        return answer(500, "Something went wrong", f"The server could not finish this request.{stored} "
+                                                   "Please try again.")
+
