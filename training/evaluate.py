@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from skinlesion.cards import SEGMENTER_FILE  # noqa: E402
 from skinlesion.imageio import load_image  # noqa: E402
 from skinlesion.inputs import load_mask  # noqa: E402
 from skinlesion.preprocess import preprocess  # noqa: E402
@@ -330,7 +331,7 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
     from skinlesion.models import load_checked_model
     from skinlesion.reliability import colourfulness
     from skinlesion.segment import Segmenter
-    segmenter = Segmenter(*load_checked_model(Path(models_dir) / "unet.h5"))
+    segmenter = Segmenter(*load_checked_model(Path(models_dir) / SEGMENTER_FILE))
     rows = {"view_logits": [], "features": [], "image_features": [], "found": [], "colourfulness": []}
     sources = images if images is not None else (load_sample_image(s.image, s.resize_to) for s in samples)
     for image in sources:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skinlesion.cards import SEGMENTER_FILE, classifier_file
 from training.common import (cached_arrays, class_weights, configure_threads, fit_best,
                              label_set_crossentropy, ship, training_record)
 
@@ -30,7 +31,7 @@ INIT = "none"
 FREEZE_THROUGH = "block_5_add"  # early blocks kept at their initial weights (CPU budget)
 CROP_MODE = "crop"
 TRAIN_MASKS = "truth"  # which masks cut the training crops: truth | unet | mixed (half each)
-UNET = "models/unet.h5"
+UNET = f"models/{SEGMENTER_FILE}"
 STEPS = "color_constancy"
 INPUT_SIZE = 160
 EPOCHS = 30
@@ -97,7 +98,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--note", default="", help="free text recorded in the model card")
     args = p.parse_args(argv)
-    args.out = args.out or f"models/classifier_{args.task}.h5"
+    args.out = args.out or f"models/{classifier_file(args.task)}"
     args.run_dir = args.run_dir or f"runs/classifier_{args.task}"
     return args
 

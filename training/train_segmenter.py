@@ -10,11 +10,12 @@ import time
 
 import numpy as np
 
+from skinlesion.cards import SEGMENTER_FILE
 from training.common import cached_arrays, configure_threads, fit_best, ship, training_record
 
 # --- settings (each one is also a flag) -----------------------------------------------
 DATA = "../shared/data/ham10000"
-OUT = "models/unet.h5"
+OUT = f"models/{SEGMENTER_FILE}"
 RUN_DIR = "runs/unet"
 CACHE_DIR = "runs/cache"
 INPUT_SHAPE = (128, 160)  # height, width: keeps HAM10000's 4:3 aspect, multiple of 32
