@@ -70,3 +70,21 @@ def test_usage_errors_exit_1(tmp_path, tiny_models):
 def test_missing_models_is_a_clear_usage_error(folder, tmp_path, capsys):
     assert run([folder], tmp_path / "out", tmp_path / "no-models") == 1
     assert "Model file missing" in capsys.readouterr().err
+
+
+def test_a_large_image_gets_its_mask_at_its_own_size(tmp_path, tiny_models):
+    """Images are analysed at most ANALYSIS_MAX_SIDE a side; the CSV's mask is still the file's size,
+    also for a photograph whose EXIF orientation turns it."""
+    from skinlesion.analysis import ANALYSIS_MAX_SIDE
+    images = tmp_path / "images"
+    images.mkdir()
+    height, width = ANALYSIS_MAX_SIDE + 176, ANALYSIS_MAX_SIDE + 576
+    write_jpeg(synthetic_lesion(height, width)[0], images / "large.jpg")
+    turned = Image.fromarray(synthetic_lesion(height, width, seed=3)[0])
+    exif = turned.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees: shown as width x height swapped
+    turned.save(images / "turned.jpg", exif=exif)
+    out = tmp_path / "out"
+    assert run([images], out, tiny_models) == 0
+    assert Image.open(out / "masks" / "large.png").size == (width, height)
+    assert Image.open(out / "masks" / "turned.png").size == (height, width)
