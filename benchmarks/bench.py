@@ -226,6 +226,8 @@ def main(argv=None):
     parser.add_argument("--models", default=str(ROOT / "models"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.json"))
     parser.add_argument("--skip-gunicorn", action="store_true")
+    parser.add_argument("--skip-stages", action="store_true",
+                        help="HTTP figures only (e.g. to measure an older checkout with this script)")
     args = parser.parse_args(argv)
     images = test_images(args.images)
 
@@ -233,7 +235,7 @@ def main(argv=None):
     report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "bare_mobilenetv2_224_forward_ms": round(bare * 1000, 2),
               "images": args.images, "sizes": [f"{w}x{h}" for h, w in SIZES]}
-    report["stages"] = stage_times(images, args.models, args.task)
+    report["stages"] = {} if args.skip_stages else stage_times(images, args.models, args.task)
 
     if not args.skip_gunicorn:
         server = Gunicorn(1, args.models)
