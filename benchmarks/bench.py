@@ -96,7 +96,7 @@ def stage_times(images, models_dir, task):
         return value
 
     for index, data in enumerate(images):
-        image = timed("decode", load_image, data, None, 32, ANALYSIS_MAX_SIDE)
+        image = timed("decode", lambda: load_image(data, max_side=ANALYSIS_MAX_SIDE))
         prepared = timed("preprocess", preprocess, image, classifier.steps)
         timed("gate", classifier.image_features, prepared)
         segmentation = timed("segment", analyzer.segmenter, prepared)
