@@ -123,14 +123,16 @@ class Analyzer:
         return self.segmenter(prepared)
 
     def analyze(self, source, task="7class", explain=True, screen=True, original_size=None):
-        """source: bytes, a path or an RGB uint8 array (`original_size`: the size the array
-        was decoded from, when it was shrunk). Raises ImageError, and NotDermoscopyError (an
-        ImageError) for an image that is not dermoscopy."""
+        """source: bytes, a path, a file object or an RGB uint8 array (`original_size`: the
+        size the array was decoded from, when it was shrunk). Raises ImageError, and
+        NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
         if isinstance(source, np.ndarray):
             original_size = original_size or {"width": source.shape[1], "height": source.shape[0]}
             image = downscale(source, ANALYSIS_MAX_SIDE)
         else:
+            if hasattr(source, "read"):  # a file object: its header is read twice
+                source = source.read()
             width, height = image_dimensions(source) or (None, None)
             image = load_image(source, max_side=ANALYSIS_MAX_SIDE)
             original_size = {"width": width or image.shape[1], "height": height or image.shape[0]}
@@ -146,7 +148,7 @@ class Analyzer:
         mask = segmentation.mask if segmentation.found else None
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
-        if explain:  # Grad-CAM of the shown prediction unless another class is asked for
+        if explain:  # Grad-CAM and saliency of the shown (most probable) class
             explained = classifier.explain(crop)
             probabilities, features = explained["probabilities"], explained["features"]
         else:
@@ -169,7 +171,8 @@ class Analyzer:
                                ood_score, segmentation.reason)
         warnings = [] if reliability.state == "confident" else [reliability.message]
         return Analysis(
-            task=task, image=image, original_size=original_size, mask=segmentation.outline, lesion_found=segmentation.found,
+            task=task, image=image, original_size=original_size, mask=segmentation.outline,
+            lesion_found=segmentation.found,
             lesion_message=segmentation.reason, region_box=region_box, classifier_input=crop,
             probabilities={code: float(p) for code, p in zip(codes, probabilities)},
             ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],
