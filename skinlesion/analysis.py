@@ -139,23 +139,30 @@ class Analyzer:
         steps_cache = {}
         prepared = _preprocessed(image, classifier.steps, steps_cache)
         checks = classifier.reliability
-        marks = []
-        if checks is not None and screen:  # decide before diagnosing
-            refusal, marks = checks.screen(image, classifier.image_features(prepared))
-            if refusal:
-                raise NotDermoscopyError(refusal)
+        screening = checks is not None and screen
         segmentation = self.segment(image, steps_cache)
         mask = segmentation.mask if segmentation.found else None
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
+        # The whole image the dermoscopy gate reads rides in the classifier's pass (one batch
+        # costs less than two calls); the gate decides before anything is explained or kept.
+        whole = classifier.whole_input(prepared) if screening else None
         if explain:  # Grad-CAM and saliency of the shown (most probable) class
-            explained = classifier.explain(crop)
+            explained = classifier.explain(crop, saliency=False, whole=whole)
             probabilities, features = explained["probabilities"], explained["features"]
+            image_features = explained["image_features"]
         else:
             explained = {}
-            view_logits, features = classifier.outputs(crop[None])
+            view_logits, features, image_features = classifier.outputs(crop[None], whole)
             probabilities = calibrated_probabilities(view_logits, classifier.temperature)[0]
             features = features[0]
+        marks = []
+        if screening:
+            refusal, marks = checks.screen(image, image_features)
+            if refusal:
+                raise NotDermoscopyError(refusal)
+        if explain:
+            explained["saliency"] = classifier.saliency(crop, explained["class_index"])
         probabilities = probabilities.astype(np.float64) / probabilities.sum()
         codes = classifier.classes
         malignant = classifier.malignant_probability(probabilities)

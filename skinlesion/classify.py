@@ -80,30 +80,47 @@ class Classifier:
     def input_for(self, preprocessed_image, mask):
         return classifier_input(preprocessed_image, mask, self.crop_mode, self.size)
 
-    def outputs(self, inputs):
-        """(N, size, size, 3) inputs -> view logits (views, N, classes) and pooled features
-        averaged over the views (N, features)."""
+    def outputs(self, inputs, whole=None):
+        """(N, size, size, 3) inputs -> view logits (views, N, classes), pooled features
+        averaged over the views (N, features), and the pooled features of `whole` (the
+        whole_input of one image, taken in the same pass; None without it)."""
         inputs = np.asarray(inputs, np.float32)
-        logits, features = self._run(tta_views(inputs, self.tta))
+        batch = tta_views(inputs, self.tta)
+        if whole is not None:
+            batch = np.concatenate([batch, np.asarray(whole, np.float32)[None]])
+        logits, features = self._run(batch)
+        image_features = features[-1:] if whole is not None else None
+        if whole is not None:
+            logits, features = logits[:-1], features[:-1]
         views = len(logits) // len(inputs)
         return (logits.reshape(views, len(inputs), -1),
-                features.reshape(views, len(inputs), -1).mean(0))
+                features.reshape(views, len(inputs), -1).mean(0), image_features)
 
     def probabilities(self, inputs):
         """(N, size, size, 3) uint8 inputs -> (N, classes) calibrated probabilities (the
         temperature-scaled softmax averaged over the test-time views)."""
         return calibrated_probabilities(self.outputs(inputs)[0], self.temperature)
 
+    def whole_input(self, preprocessed_image):
+        """The whole image at the input size: what the dermoscopy gate reads the features of."""
+        return classifier_input(preprocessed_image, None, "full", self.size)
+
     def image_features(self, preprocessed_image):
         """Pooled features of the whole image (one view): what the dermoscopy gate reads."""
-        whole = classifier_input(preprocessed_image, None, "full", self.size)[None].astype(np.float32)
-        return self._run(whole)[1]
+        return self._run(self.whole_input(preprocessed_image)[None].astype(np.float32))[1]
 
-    def explain(self, crop, saliency=True):
+    def explain(self, crop, saliency=True, whole=None):
         """Probabilities (averaged over the test-time views) and explanations of the most
-        probable class, in one pass."""
+        probable class, in one pass; with `whole` (the whole_input of the image) its pooled
+        features come from the same pass ("image_features")."""
         views = tta_views(np.asarray(crop, np.float32)[None], self.tta)
-        return self.explainer.explain(crop, saliency=saliency, views=views)
+        explained = self.explainer.explain(crop, saliency=saliency, views=views,
+                                           others=None if whole is None else whole[None])
+        explained["image_features"] = explained.pop("other_features")[:1] if whole is not None else None
+        return explained
+
+    def saliency(self, crop, class_index):
+        return self.explainer.saliency(crop, class_index)
 
     def malignant_probability(self, probabilities):
         return float(sum(p for code, p in zip(self.classes, probabilities) if code in MALIGNANT))

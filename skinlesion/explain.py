@@ -55,27 +55,32 @@ class Explainer:
         image_spec = tf.TensorSpec((1, *self.input_shape, 3), tf.float32)
         views_spec = tf.TensorSpec((None, *self.input_shape, 3), tf.float32)
         index_spec = tf.TensorSpec((), tf.int32)
-        self._cam = tf.function(self._probabilities_and_cam, input_signature=[views_spec, index_spec])
+        self._cam = tf.function(self._probabilities_and_cam,
+                                input_signature=[views_spec, views_spec, index_spec])
         self._saliency = tf.function(self._smoothgrad, input_signature=[image_spec, index_spec])
 
-    def _probabilities_and_cam(self, views, class_index):
-        """One forward pass over the image's views (the image first): their mean softmax,
-        and the Grad-CAM of the first view. The gradient only runs back through the
-        pooling and Dense head to the last convolutional block, so it costs almost nothing
-        beside the forward pass."""
+    def _probabilities_and_cam(self, views, others, class_index):
+        """One forward pass over the image's views (the image first) and `others` (images
+        that only need their pooled features, such as the whole photograph the dermoscopy
+        gate reads; may be none): the views' mean softmax, and the Grad-CAM of the first view.
+        The gradient only runs back through the pooling and Dense head to the last
+        convolutional block, so it costs almost nothing beside the forward pass; one batch
+        costs less than two calls."""
         import tensorflow as tf
+        count = tf.shape(views)[0]
         with tf.GradientTape() as tape:
-            features, logits = self._grad_model(views, training=False)
+            all_features, all_logits = self._grad_model(tf.concat([views, others], 0), training=False)
+            features, logits = all_features[:count], all_logits[:count]
             probabilities = tf.reduce_mean(tf.nn.softmax(logits / self.temperature), axis=0)
             index = tf.where(class_index < 0, tf.cast(tf.argmax(probabilities), tf.int32), class_index)
             target = logits[0, index]
-        gradients = tape.gradient(target, features)[:1]
+        gradients = tape.gradient(target, all_features)[:1]
         weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
         cam = tf.nn.relu(tf.reduce_sum(features[:1] * weights[:, None, None, :], axis=-1))[0]
         # The pooled features (the classifier head's input), averaged over the views: what
         # the unusual-image score measures.
         pooled = tf.reduce_mean(features, axis=(0, 1, 2))
-        return probabilities, cam, index, pooled
+        return probabilities, cam, index, pooled, tf.reduce_mean(all_features[count:], axis=(1, 2))
 
     def _smoothgrad(self, image, class_index):
         import tensorflow as tf
@@ -89,26 +94,35 @@ class Explainer:
         gradients = tape.gradient(target, noisy)
         return tf.reduce_mean(tf.reduce_max(tf.abs(gradients), axis=-1), axis=0)
 
-    def explain(self, image, class_index=None, saliency=True, views=None):
+    def explain(self, image, class_index=None, saliency=True, views=None, others=None):
         """image: (H, W, 3) uint8 at the model's input size. views: optional (V, H, W, 3)
         batch starting with the image (test-time views); probabilities are their mean.
+        others: optional (N, H, W, 3) images whose pooled features are wanted too.
 
         Returns a dict: probabilities, features (the pooled features, averaged over the
         views), class_index, gradcam and saliency maps (float32 in [0, 1] at the input
-        size), and gradcam_empty when the Grad-CAM had no positive evidence (the map is
-        then all zero, not noise scaled up).
+        size), gradcam_empty when the Grad-CAM had no positive evidence (the map is then
+        all zero, not noise scaled up), and other_features (N, features).
         """
         import tensorflow as tf
         batch = tf.constant(np.asarray(image, np.float32)[None])
         views = batch if views is None else tf.constant(np.asarray(views, np.float32))
+        others = (tf.zeros((0, *self.input_shape, 3), tf.float32) if others is None
+                  else tf.constant(np.asarray(others, np.float32)))
         wanted = tf.constant(-1 if class_index is None else int(class_index), tf.int32)
-        probabilities, cam, index, pooled = self._cam(views, wanted)
+        probabilities, cam, index, pooled, other_features = self._cam(views, others, wanted)
         cam = cam.numpy()
         result = {"probabilities": probabilities.numpy(), "features": pooled.numpy(),
-                  "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON)}
+                  "class_index": int(index), "gradcam_empty": bool(cam.max() <= EMPTY_MAP_EPSILON),
+                  "other_features": other_features.numpy()}
         result["gradcam"] = normalise(cv2.resize(cam, self.input_shape[::-1],
                                                  interpolation=cv2.INTER_LINEAR))
         if saliency:
-            smooth = self._saliency(batch, tf.constant(int(index), tf.int32)).numpy()
-            result["saliency"] = normalise(smooth)
+            result["saliency"] = self.saliency(image, result["class_index"])
         return result
+
+    def saliency(self, image, class_index):
+        """The saliency map of `class_index` for one (H, W, 3) image, in [0, 1]."""
+        import tensorflow as tf
+        batch = tf.constant(np.asarray(image, np.float32)[None])
+        return normalise(self._saliency(batch, tf.constant(int(class_index), tf.int32)).numpy())

@@ -338,7 +338,7 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
         segmentation = segmenter(preprocess(image, segmenter.steps))
         prepared = preprocess(image, classifier.steps)
         crop = classifier.input_for(prepared, segmentation.mask if segmentation.found else None)
-        view_logits, features = classifier.outputs(crop[None])
+        view_logits, features, _ = classifier.outputs(crop[None])
         rows["view_logits"].append(view_logits[:, 0])
         rows["features"].append(features[0])
         rows["found"].append(segmentation.found)
