@@ -62,7 +62,9 @@ def colour_count(image, mask):
     # Shares of six colours need no more than ~20,000 evenly spread pixels.
     pixels = pixels[:: max(1, len(pixels) // COLOUR_SAMPLE)].astype(np.float32)
     references = np.array(list(DERMOSCOPIC_COLOURS.values()), np.float32)
-    nearest = np.argmin(((pixels[:, None, :] - references[None]) ** 2).sum(-1), axis=1)
+    # Nearest reference by squared distance |p|^2 - 2 p.r + |r|^2; |p|^2 is the same for every
+    # reference, so one matrix product ranks them (no (pixels, 6, 3) array).
+    nearest = np.argmin((references ** 2).sum(1) - 2.0 * pixels @ references.T, axis=1)
     shares = np.bincount(nearest, minlength=len(references)) / len(pixels)
     present = [name for name, share in zip(DERMOSCOPIC_COLOURS, shares) if share >= COLOUR_MIN_SHARE]
     return len(present), present
