@@ -71,12 +71,10 @@ def output_names(images):
 def mask_at_original_size(result):
     """The mask at the size of the image file (a large image is analysed smaller)."""
     from skinlesion.regions import resize_mask
-    height, width = result.mask.shape
     size = result.original_size
-    original = (size["height"], size["width"])
-    if (original[0] > original[1]) != (height > width) and original[0] != original[1]:
-        original = original[::-1]  # the header's size is before the EXIF rotation
-    return result.mask if original == (height, width) else resize_mask(result.mask, *original)
+    if result.mask.shape == (size["height"], size["width"]):
+        return result.mask
+    return resize_mask(result.mask, size["height"], size["width"])
 
 
 def progress(done, total, started, quiet):

@@ -31,7 +31,7 @@ LOW_CONFIDENCE = 0.5  # without fitted reliability parts: top class under this i
 class Analysis:
     task: str
     image: np.ndarray  # decoded, EXIF-oriented RGB, at most ANALYSIS_MAX_SIDE a side
-    original_size: dict  # {"width", "height"} of the image as it was given
+    original_size: dict  # {"width", "height"} of the image as given, as shown (EXIF-rotated)
     mask: np.ndarray  # bool, the image's own size: the outline shown and measured
     lesion_found: bool
     lesion_message: str
@@ -131,7 +131,7 @@ class Analyzer:
             original_size = original_size or {"width": source.shape[1], "height": source.shape[0]}
             image = downscale(source, ANALYSIS_MAX_SIDE)
         else:
-            if hasattr(source, "read"):  # a file object: its header is read twice
+            if hasattr(source, "read"):  # a file object: read once, for the header and the pixels
                 source = source.read()
             width, height = image_dimensions(source) or (None, None)
             image = load_image(source, max_side=ANALYSIS_MAX_SIDE)

@@ -75,12 +75,18 @@ def check_dimensions(width, height, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
             f"{MAX_SIDE:,} pixels. Upload the photograph as the camera saved it.")
 
 
+EXIF_ORIENTATION = 0x0112
+TURNED = {5, 6, 7, 8}  # EXIF orientations shown with width and height exchanged
+
+
 def image_dimensions(source):
-    """(width, height) of bytes or a path, read from the header only, or None when it
-    cannot be read."""
+    """(width, height) of bytes or a path as the image is shown (after its EXIF rotation),
+    read from the header only, or None when it cannot be read."""
     try:
         with _open(source) as image:
-            return image.size
+            width, height = image.size
+            turned = image.getexif().get(EXIF_ORIENTATION) in TURNED
+            return (height, width) if turned else (width, height)
     except Exception:  # untrusted bytes: load_image gives the reason later
         return None
 

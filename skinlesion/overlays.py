@@ -12,7 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+
+from .imageio import downscale
 
 GRADCAM_COLORMAP = "viridis"  # perceptually uniform: equal steps of the map look equal
 SALIENCY_COLORMAP = "inferno"
@@ -77,14 +78,14 @@ def legible_saliency(heat, mask=None, percentile=99.0, work_side=SALIENCY_WORK_S
     smoothing is done at `work_side` (its blur is wider than a pixel there) and the result
     resized back: the same picture for a fraction of the work on a large image."""
     height, width = heat.shape
-    scale = min(1.0, work_side / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_AREA) if scale < 1 else heat
+    small = downscale(heat.astype(np.float32), work_side)
     small_h, small_w = small.shape
+    shrunk = (small_h, small_w) != (height, width)
     sigma = max(1.0, max(small_h, small_w) / 100.0)
     small = cv2.GaussianBlur(small.astype(np.float32), (0, 0), sigma)
     if mask is not None and mask.any():
-        region = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) if scale < 1 else mask
+        region = (cv2.resize(mask.astype(np.uint8), (small_w, small_h), interpolation=cv2.INTER_NEAREST)
+                  if shrunk else mask)
         margin = max(3, int(0.03 * max(small_h, small_w)))
         grown = cv2.dilate(region.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8))
         small = small * cv2.GaussianBlur(grown.astype(np.float32), (0, 0), margin / 2)
@@ -92,7 +93,7 @@ def legible_saliency(heat, mask=None, percentile=99.0, work_side=SALIENCY_WORK_S
     if positive.size == 0:
         return np.zeros((height, width), np.float32)
     small = np.clip(small / np.percentile(positive, percentile), 0.0, 1.0)
-    return small if scale == 1 else cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) if shrunk else small
 
 
 @lru_cache(maxsize=8)
@@ -126,16 +127,6 @@ def contour_overlay(image, mask, color=(0, 255, 0), thickness=None):
     return drawn
 
 
-def thumbnail(image, side=THUMBNAIL_SIDE):
-    """A small copy (area averaging), its longer side at most `side`."""
-    height, width = image.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    if scale == 1.0:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
 def render(analysis):
     """kind -> RGB array (or the boolean mask) of every image of an analysis: the
     original, the outline, the classifier's input, the thumbnail and the two explanations,
@@ -144,7 +135,7 @@ def render(analysis):
     height, width = image.shape[:2]
     contour = contour_overlay(image, mask)
     images = {"original": image, "contour": contour, "crop": analysis.classifier_input,
-              "mask": mask, "thumb": thumbnail(contour)}
+              "mask": mask, "thumb": downscale(contour, THUMBNAIL_SIDE)}
     if analysis.gradcam is not None:
         heat = place_in_image(analysis.gradcam, analysis.region_box, height, width)
         images["gradcam"] = overlay(image, heat, GRADCAM_COLORMAP)
@@ -202,8 +193,8 @@ def save_rgb(image, folder, name, quality=90):
 
 
 def save_mask_png(mask, path):
-    """Write a boolean/0-1 mask as a 0/255 single-channel PNG."""
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), "L").save(path)
+    """Write a boolean mask as a 0/255 single-channel PNG."""
+    Path(path).write_bytes(encode(np.asarray(mask, bool), ".png"))
 
 
 def write_images(analysis, folder, stem, image_format="jpg"):

@@ -1,7 +1,7 @@
 """The inference runtime: TensorFlow's thread settings, and the seam models run through.
 
 `Segmenter` and `Classifier` never call Keras for a forward pass themselves: they ask a
-runner for the outputs they need (`runner_for(spec, model, outputs)`), and the model spec
+runner for the outputs they need (`runner_for(model, spec, outputs)`), and the model spec
 read from the card says which runtime runs it. Keras (TensorFlow) is the one runtime today;
 a lighter one (LiteRT for the forward passes, say) is one more entry in RUNNERS, with no
 caller changed. Explanations need gradients and stay on TensorFlow (`skinlesion.explain`).

@@ -76,3 +76,29 @@ def test_parse_steps():
 def test_rejects_non_rgb_uint8():
     with pytest.raises(ValueError):
         preprocess(np.zeros((10, 10), np.uint8), ())
+
+
+def test_shades_of_gray_from_histograms_matches_the_per_pixel_formula():
+    """The histogram form sums the same p-norm grouped by level; only float rounding may
+    move a pixel, by one level at most."""
+    from skinlesion.preprocess import shades_of_gray
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        image = rng.integers(0, 256, (rng.integers(20, 120), rng.integers(20, 120), 3)).astype(np.uint8)
+        pixels = image.astype(np.float64)
+        illuminant = np.power(np.mean(np.power(pixels, 6), axis=(0, 1)), 1 / 6)
+        illuminant /= np.linalg.norm(illuminant)
+        expected = np.clip(pixels / (illuminant * np.sqrt(3.0) + 1e-6), 0, 255).astype(np.uint8)
+        assert np.abs(shades_of_gray(image).astype(int) - expected).max() <= 1
+
+
+def test_the_masked_crops_skin_colour_is_the_median_of_the_skin():
+    from skinlesion.regions import skin_colour
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        height, width = rng.integers(1, 60, 2)
+        image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+        mask = rng.random((height, width)) < rng.random()
+        expected = (np.median(image[~mask], axis=0).astype(np.uint8) if (~mask).any()
+                    else np.full(3, 128, np.uint8))
+        assert (skin_colour(image, mask) == expected).all()

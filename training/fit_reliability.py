@@ -52,6 +52,7 @@ SEED = 0
 
 
 def parse_args(argv=None):
+    from training.evaluate import REFERRAL_RULES
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="classifier .h5 with its card")
     p.add_argument("--data", nargs="+", default=DATA, help="the folders the model was trained on")
@@ -62,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--components", type=int, default=DENSITY_COMPONENTS)
     p.add_argument("--not-dermoscopy-per-kind", type=int, default=NOT_DERMOSCOPY_PER_KIND)
     p.add_argument("--uncertain-budget", type=float, default=UNCERTAIN_BUDGET)
-    p.add_argument("--referral-rule", default=REFERRAL_RULE, choices=["pooled", "every_source"],
+    p.add_argument("--referral-rule", default=REFERRAL_RULE, choices=sorted(REFERRAL_RULES),
                    help="how the referral threshold is chosen on the validation sources")
     p.add_argument("--seed", type=int, default=SEED)
     return p.parse_args(argv)
