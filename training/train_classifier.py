@@ -46,7 +46,7 @@ AUGMENT = "basic"  # basic | lamp | other_clinic (training/augment.py)
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 VAL_FRACTION = 0.15
-SEED = 42
+SEED = 42  # the split's seed; --train-seed varies the training alone
 CACHE_DIR = "runs/cache"
 TEST_TIME_AUGMENTATION = "flip4"  # views averaged at validation and serving (classify.py)
 
@@ -83,7 +83,10 @@ def parse_args(argv=None):
     p.add_argument("--label-sets", default=LABEL_SETS, choices=["all", "source"],
                    help="source: the loss of an image is taken over its source's classes only")
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
-    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--seed", type=int, default=SEED, help="seed of the validation split")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="seed of initialisation, shuffling and augmentation (default: --seed); "
+                        "another value trains another model on the same split")
     p.add_argument("--out", default=None, help="default models/classifier_<task>.h5")
     p.add_argument("--run-dir", default=None, help="default runs/classifier_<task>")
     p.add_argument("--cache-dir", default=CACHE_DIR)
@@ -98,6 +101,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--note", default="", help="free text recorded in the model card")
     args = p.parse_args(argv)
+    args.train_seed = args.seed if args.train_seed is None else args.train_seed
     args.out = args.out or f"models/{classifier_file(args.task)}"
     args.run_dir = args.run_dir or f"runs/classifier_{args.task}"
     return args
@@ -256,7 +260,7 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
                      "loss": "cross-entropy" + (" over each source's own classes"
                                                 if args.label_sets == "source" else ""),
                      "label_smoothing": args.label_smoothing, "batch_size": args.batch_size,
-                     "lr": args.lr, "schedule": "warm-up + cosine", "optimizer": "AdamW",
+                     "lr": args.lr, "seed": args.train_seed, "schedule": "warm-up + cosine", "optimizer": "AdamW",
                      "weight_average_momentum": args.ema or None,
                      "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"},
         **training_record(args, state, minutes),
@@ -279,7 +283,7 @@ def main(argv=None):
     from training.evaluate import (REFERRAL_SENSITIVITY, classification_metrics,
                                    referral_threshold)
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(args.train_seed)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     classes = task_classes(args.task)
@@ -296,7 +300,7 @@ def main(argv=None):
 
     # Validation crops: the true mask where a source has one, else the U-Net's (as at serving).
     train_x = arrays(train, training_masks(train, args.train_masks, args.unet, args.cache_dir,
-                                           args.seed), "clf-train")
+                                           args.train_seed), "clf-train")
     val_x = arrays(val, training_masks(val, "truth", args.unet, args.cache_dir, args.seed), "clf-val")
     train_y = np.array([classes.index(s.label) for s in train])
     val_y = np.array([classes.index(s.label) for s in val])
@@ -335,7 +339,7 @@ def main(argv=None):
 
     best, state, minutes = fit_best(
         args, build,
-        make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.seed, weights,
+        make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.train_seed, weights,
                       args.augment, args.crop_mode, allowed),
         make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
         "val_balanced_accuracy", evaluate,
