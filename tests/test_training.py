@@ -193,20 +193,23 @@ def test_label_set_loss_ignores_classes_a_source_does_not_have():
     assert float(loss(only_two, probabilities)) == pytest.approx(-np.log(0.3 / 0.5), rel=1e-5)
 
 
+def write_melanoma_scores(path, rows):
+    """An evaluate probabilities.csv of 7 classes where P(mel) + P(nv) = 1: rows (source, label, p_mel)."""
+    import csv
+    classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "source", "label"] + [f"p_{c}" for c in classes])
+        for i, (source, label, p_mel) in enumerate(rows):
+            writer.writerow([f"x{i}", source, label] + [0.0, 0.0, 0.0, 0.0, p_mel, 1 - p_mel, 0.0])
+
+
 def test_every_source_rule_takes_the_most_sensitive_sources_threshold(tmp_path):
     """compare_runs' second rule: the lowest of the sources' own 90% thresholds, so the source
     whose melanomas score lowest still has 90% of them flagged."""
-    import csv
     from training.compare_runs import referral_on_external
-    classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-
-    def write(path, rows):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["image", "source", "label"] + [f"p_{c}" for c in classes])
-            for i, (source, label, p_mel) in enumerate(rows):
-                writer.writerow([f"x{i}", source, label] + [0.0, 0.0, 0.0, 0.0, p_mel, 1 - p_mel, 0.0])
+    write = write_melanoma_scores
 
     # Source "a": melanomas at 0.6-0.9; source "b": melanomas at 0.2-0.3 (a camera the model knows less).
     val = ([("a", "mel", v) for v in np.linspace(0.6, 0.9, 20)] + [("a", "nv", 0.05)] * 40
@@ -219,3 +222,17 @@ def test_every_source_rule_takes_the_most_sensitive_sources_threshold(tmp_path):
     assert strict["malignant_probability"] < pooled["malignant_probability"]
     assert strict["malignant_probability"] <= 0.21
     assert strict["melanoma_sensitivity"] >= pooled["melanoma_sensitivity"]
+
+
+def test_average_of_runs_is_the_mean_of_their_probabilities_on_the_same_images(tmp_path):
+    """compare_runs 'a+b': an ensemble measured from the runs' files; runs that scored
+    different images are refused rather than averaged image by wrong image."""
+    from training.compare_runs import read_average
+    write_melanoma_scores(tmp_path / "a" / "probabilities.csv", [("s", "mel", 0.8), ("s", "nv", 0.2)])
+    write_melanoma_scores(tmp_path / "b" / "probabilities.csv", [("s", "mel", 0.4), ("s", "nv", 0.0)])
+    labels, probabilities, classes, sources = read_average([tmp_path / "a", tmp_path / "b"])
+    assert probabilities[:, classes.index("mel")] == pytest.approx([0.6, 0.1])
+    assert list(sources) == ["s", "s"]
+    write_melanoma_scores(tmp_path / "c" / "probabilities.csv", [("s", "mel", 0.8)])
+    with pytest.raises(SystemExit, match="same images"):
+        read_average([tmp_path / "a", tmp_path / "c"])

@@ -1,9 +1,10 @@
 """One table of training runs, each on its own validation data and on other clinics.
 
-    python -m training.compare_runs runs/eval/r0 runs/eval/r1 ... [--markdown table.md]
+    python -m training.compare_runs runs/eval/r0 runs/eval/r1 runs/eval/r0+runs/eval/r1 [--markdown table.md]
 
 Each argument is an output folder of `training.evaluate --split val --external ...`
-(its metrics.json); the run's card gives what was trained. Figures: balanced accuracy
+(its per-image probabilities.csv files; the run's card gives what was trained), or several
+joined by '+': the average of their probabilities, an ensemble measured without running it. Figures: balanced accuracy
 and macro AUC on HAM10000 validation lesions (serving pipeline), balanced accuracy on the
 other validation sources, and per external set the melanoma-vs-nevus AUC, balanced
 accuracy over its classes, ECE, and melanoma sensitivity / nevi flagged at the run's own
@@ -31,61 +32,83 @@ def _figure(value):
     return "–" if value is None else f"{value:.3f}"
 
 
-def read_probabilities(path):
-    """(labels, probabilities, classes) from an evaluate probabilities.csv."""
+def read_images(path):
+    """(labels, probabilities, classes, rows) from an evaluate probabilities.csv; rows keep
+    each image's name and source."""
     import csv
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     classes = tuple(column[2:] for column in rows[0] if column.startswith("p_"))
     labels = np.array([classes.index(row["label"]) for row in rows])
-    return labels, np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows]), classes
+    return labels, np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows]), classes, rows
 
 
-def read_sources(path):
-    import csv
-    with open(path, newline="") as handle:
-        return np.array([row["source"] for row in csv.DictReader(handle)])
+def read_average(folders, relative="probabilities.csv"):
+    """(labels, probabilities, classes, sources) of one run, or of the average of several runs'
+    probabilities (an ensemble evaluated without running it): the runs must have scored the
+    same images, in the same order, over the same classes."""
+    runs = [read_images(Path(folder) / relative) for folder in _as_list(folders)]
+    labels, _, classes, rows = runs[0]
+    for other_labels, _, other_classes, other_rows in runs[1:]:
+        if other_classes != classes or [r["image"] for r in other_rows] != [r["image"] for r in rows]:
+            raise SystemExit(f"{relative}: the runs {folders} did not score the same images and classes; "
+                             "evaluate them on the same data and split to average them.")
+    probabilities = np.mean([run[1] for run in runs], axis=0)
+    return labels, probabilities, classes, np.array([row["source"] for row in rows])
 
 
-def referral_on_external(folder, external_name, rule):
+def _as_list(folders):
+    return [folders] if isinstance(folders, (str, Path)) else list(folders)
+
+
+def referral_on_external(folders, external_name, rule):
     """Every run's flag chosen alike (`rule`, evaluate.REFERRAL_RULES, for 90% melanoma
-    sensitivity on its own validation images, serving pipeline), applied to the external set."""
+    sensitivity on its own validation images, serving pipeline), applied to the external set.
+    `folders`: one run's evaluate output, or several runs' to average."""
     from training.evaluate import REFERRAL_SENSITIVITY, referral_by_rule, referral_figures
-    labels, probabilities, classes = read_probabilities(folder / "probabilities.csv")
-    sources = read_sources(folder / "probabilities.csv")
+    labels, probabilities, classes, sources = read_average(folders)
     chosen = referral_by_rule(labels, probabilities, sources, classes, REFERRAL_SENSITIVITY, rule)
-    labels, probabilities, classes = read_probabilities(folder / "external" / external_name
-                                                        / "probabilities.csv")
+    labels, probabilities, classes, _ = read_average(folders, f"external/{external_name}/probabilities.csv")
     return referral_figures(labels, probabilities, classes, chosen["malignant_probability"])
 
 
-def run_row(folder):
-    """The figures of one evaluated run, as a dict of column -> text."""
+def run_row(folders):
+    """The figures of one evaluated run, or of the average of several runs' probabilities
+    (a '+'-joined name), as a dict of column -> text; all from the per-image files."""
     from skinlesion.cards import read_card
-    folder = Path(folder)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    card = read_card(metrics["model"])
-    sources = metrics.get("by_source") or {}
-    ham = sources.get("ham10000", metrics)
-    row = {"run": folder.name, "what": card.get("note") or "",
-           "minutes": card.get("training_minutes_all_epochs"),
+    from training.evaluate import calibration, classification_metrics, melanoma_vs_nevus_auc
+    folders = [Path(folder) for folder in _as_list(folders)]
+    cards = [read_card(json.loads((folder / "metrics.json").read_text())["model"]) for folder in folders]
+    if len(folders) == 1:
+        what, minutes = cards[0].get("note") or "", cards[0].get("training_minutes_all_epochs")
+    else:  # each member's minutes are its last stage's: a sum would mean nothing
+        what = (f"the average of the probabilities of {' and '.join(f.name for f in folders)} "
+                f"({len(folders)} classifier passes per image)")
+        minutes = "—"
+    labels, probabilities, classes, sources = read_average(folders)
+    by_source = {source: classification_metrics(labels[sources == source], probabilities[sources == source],
+                                                classes) for source in dict.fromkeys(sources)}
+    ham = by_source.get("ham10000") or classification_metrics(labels, probabilities, classes)
+    row = {"run": "+".join(folder.name for folder in folders), "what": what, "minutes": minutes,
            "HAM bal. acc.": _figure(ham["balanced_accuracy"]),
            "HAM macro AUC": _figure(ham["macro_auc_ovr"]),
            "HAM mel recall": _figure(ham["recall"].get("mel"))}
-    for name, source in sources.items():
+    for name, source in by_source.items():
         if name != "ham10000":
             row[f"{name} val bal. acc."] = _figure(source["balanced_accuracy"])
-    for name, external in (metrics.get("external_validation") or {}).items():
-        referral = referral_on_external(folder, name, "pooled")
+    for external in sorted(path.name for path in (folders[0] / "external").glob("*")):
+        labels, probabilities, classes, _ = read_average(folders, f"external/{external}/probabilities.csv")
+        referral = referral_on_external(folders, external, "pooled")
         row["threshold"] = _figure(referral["malignant_probability"])
-        row[f"{name} mel-vs-nv AUC"] = _figure(external["melanoma_vs_nevus_auc"])
-        row[f"{name} bal. acc."] = _figure(external["balanced_accuracy"])
-        row[f"{name} mel flagged"] = _percent(referral.get("melanoma_sensitivity"))
-        row[f"{name} nevi flagged"] = _percent(referral.get("nevi_flagged_share"))
-        strict = referral_on_external(folder, name, "every_source")
-        row[f"{name} mel / nevi flagged, every-source rule"] = (
+        row[f"{external} mel-vs-nv AUC"] = _figure(melanoma_vs_nevus_auc(labels, probabilities, classes))
+        row[f"{external} bal. acc."] = _figure(
+            classification_metrics(labels, probabilities, classes)["balanced_accuracy"])
+        row[f"{external} mel flagged"] = _percent(referral.get("melanoma_sensitivity"))
+        row[f"{external} nevi flagged"] = _percent(referral.get("nevi_flagged_share"))
+        strict = referral_on_external(folders, external, "every_source")
+        row[f"{external} mel / nevi flagged, every-source rule"] = (
             f"{_percent(strict.get('melanoma_sensitivity'))} / {_percent(strict.get('nevi_flagged_share'))}")
-        row[f"{name} ECE"] = _figure(external["reliability"]["expected_calibration_error"])
+        row[f"{external} ECE"] = _figure(calibration(labels, probabilities)["expected_calibration_error"])
     return row
 
 
@@ -99,10 +122,12 @@ def markdown_table(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folders", nargs="+", help="output folders of training.evaluate")
+    p.add_argument("folders", nargs="+",
+                   help="output folders of training.evaluate; join several with '+' to add a row "
+                        "for the average of their probabilities (runs/eval/r0+runs/eval/z1)")
     p.add_argument("--markdown", help="also write the table to this file")
     args = p.parse_args(argv)
-    table = markdown_table([run_row(folder) for folder in args.folders])
+    table = markdown_table([run_row(folder.split("+")) for folder in args.folders])
     if args.markdown:
         Path(args.markdown).write_text(table)
     print(table)
