@@ -29,15 +29,17 @@ def test_train_segmenter_one_epoch(tiny_ham10000, tmp_path):
     assert [row["epoch"] for row in state["history"]] == [1, 2]
 
 
-@pytest.mark.parametrize("task, arch", [("7class", "mobilenetv2"), ("3class", "sequential")])
-def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch):
+@pytest.mark.parametrize("task, arch, extra", [("7class", "mobilenetv2", []),
+                                               ("3class", "sequential", ["--mixup", "0.4"])])
+def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch, extra):
     from training import train_classifier
     out = tmp_path / f"classifier_{task}.h5"
     train_classifier.main(["--data", str(tiny_ham10000), "--task", task, "--arch", arch,
                            "--out", str(out), "--run-dir", str(tmp_path / "run"),
                            "--cache-dir", str(tmp_path / "cache"), "--input-size", "64",
-                           "--epochs", "1", "--batch-size", "4", "--workers", "1"])
+                           "--epochs", "1", "--batch-size", "4", "--workers", "1", *extra])
     model, card = load_checked_model(out)
+    assert card["training"]["mixup_alpha"] == (0.4 if extra else None)
     classes = [c["code"] for c in card["classes"]]
     assert len(classes) == (7 if task == "7class" else 3)
     assert model.output_shape == (None, len(classes))
@@ -47,6 +49,27 @@ def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch):
     assert card["training_masks"] == "ground-truth masks" and card["training_masks_unet_sha256"] is None
     x = np.zeros((1, 64, 64, 3), np.float32)
     assert model(x, training=False).numpy().sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mixup_blends_images_targets_and_weights_by_one_share():
+    """Each image's one-hot target and loss weight move by the share its pixels moved; the
+    classes a blend may belong to are both images' allowed classes."""
+    import tensorflow as tf
+    from training.augment import mixup
+    classes = 3
+    images = tf.constant(np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((4, 2, 2, 3), np.float32))
+    labels = np.array([0, 1, 2, 0])
+    allowed = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1], [1, 1, 0]], np.float32)
+    targets = tf.constant(np.concatenate([np.eye(classes, dtype=np.float32)[labels], allowed], 1))
+    weights = tf.constant([1.0, 2.0, 3.0, 4.0])
+    mixed, mixed_targets, mixed_weights = (t.numpy() for t in mixup(images, targets, weights, classes, 0.4))
+    partner = [3, 2, 1, 0]
+    share = (mixed[:, 0, 0, 0] - np.array(partner)) / (np.arange(4) - np.array(partner))
+    assert ((share >= 0) & (share <= 1)).all()
+    expected = share[:, None] * np.eye(classes)[labels] + (1 - share[:, None]) * np.eye(classes)[labels[partner]]
+    assert mixed_targets[:, :classes] == pytest.approx(expected, abs=1e-5)
+    assert (mixed_targets[:, classes:] == np.maximum(allowed, allowed[partner])).all()
+    assert mixed_weights == pytest.approx(share * weights.numpy() + (1 - share) * weights.numpy()[partner], abs=1e-5)
 
 
 def test_segmenter_init_from_a_keras_file(tiny_models, tiny_ham10000, tmp_path):

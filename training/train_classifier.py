@@ -45,6 +45,7 @@ SOURCE_BALANCE = 0.5  # within a class, weight each source by (its share)^-power
 AUGMENT = "basic"  # basic | lamp | other_clinic (training/augment.py)
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
+MIXUP = 0.0  # alpha of mixup's Beta(alpha, alpha) blend share (0: off)
 VAL_FRACTION = 0.15
 SEED = 42  # the split's seed; --train-seed varies the training alone
 CACHE_DIR = "runs/cache"
@@ -80,6 +81,8 @@ def parse_args(argv=None):
                    help="within each class, weight sources by their share to this power (0: off)")
     p.add_argument("--augment", default=AUGMENT, choices=sorted(RECIPE_DESCRIPTIONS))
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
+    p.add_argument("--mixup", type=float, default=MIXUP,
+                   help="blend each training image with another, share ~ Beta(alpha, alpha) (0: off)")
     p.add_argument("--label-sets", default=LABEL_SETS, choices=["all", "source"],
                    help="source: the loss of an image is taken over its source's classes only")
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
@@ -108,10 +111,10 @@ def parse_args(argv=None):
 
 
 def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None,
-                  recipe="basic", crop_mode="masked", allowed=None):
+                  recipe="basic", crop_mode="masked", allowed=None, mixup=0.0):
     """Batches of (image, [one-hot | allowed classes][, weight]); training batches shuffled
-    and augmented. `allowed`: (N, classes) 0/1, the classes each image's source can have
-    (default: all)."""
+    and augmented, then blended by mixup if `mixup` (its alpha) > 0. `allowed`: (N, classes)
+    0/1, the classes each image's source can have (default: all)."""
     import tensorflow as tf
     from training import augment
     allowed = np.ones((len(labels), num_classes), np.float32) if allowed is None else allowed
@@ -131,16 +134,19 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
             per_image = augment.other_clinic
         data = data.map(lambda x, y, w: (per_image(tf.cast(x, tf.float32), geometry), y, w),
                         num_parallel_calls=tf.data.AUTOTUNE)
-        return data.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
+        data = data.batch(batch_size, drop_remainder=True)
+    else:
+        geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
 
-    def basic(image, target, weight):
-        image = geometry(augment.flips(tf.cast(image, tf.float32), square=True), training=True)
-        return augment.color_jitter(image), target, weight
+        def basic(image, target, weight):
+            image = geometry(augment.flips(tf.cast(image, tf.float32), square=True), training=True)
+            return augment.color_jitter(image), target, weight
 
-    return (data.batch(batch_size, drop_remainder=True)
-            .map(basic, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+        data = data.batch(batch_size, drop_remainder=True).map(basic, num_parallel_calls=tf.data.AUTOTUNE)
+    if mixup > 0:
+        data = data.map(lambda x, y, w: augment.mixup(x, y, w, num_classes, mixup),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
 
 
 def source_counts(samples, classes):
@@ -259,7 +265,8 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
                      "source_balance_power": args.source_balance,
                      "loss": "cross-entropy" + (" over each source's own classes"
                                                 if args.label_sets == "source" else ""),
-                     "label_smoothing": args.label_smoothing, "batch_size": args.batch_size,
+                     "label_smoothing": args.label_smoothing, "mixup_alpha": args.mixup or None,
+                     "batch_size": args.batch_size,
                      "lr": args.lr, "seed": args.train_seed, "schedule": "warm-up + cosine", "optimizer": "AdamW",
                      "weight_average_momentum": args.ema or None,
                      "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"},
@@ -340,7 +347,7 @@ def main(argv=None):
     best, state, minutes = fit_best(
         args, build,
         make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.train_seed, weights,
-                      args.augment, args.crop_mode, allowed),
+                      args.augment, args.crop_mode, allowed, args.mixup),
         make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
         "val_balanced_accuracy", evaluate,
         callbacks=[keras.callbacks.SwapEMAWeights()] if args.ema > 0 else [])  # val_loss on the average too
