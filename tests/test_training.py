@@ -259,3 +259,29 @@ def test_average_of_runs_is_the_mean_of_their_probabilities_on_the_same_images(t
     write_melanoma_scores(tmp_path / "c" / "probabilities.csv", [("s", "mel", 0.8)])
     with pytest.raises(SystemExit, match="same images"):
         read_average([tmp_path / "a", tmp_path / "c"])
+
+
+def test_soup_averages_the_weights_of_models_with_one_description(tiny_models, tmp_path):
+    """training.soup: the weights' mean, a card that names the ingredients and keeps none of
+    their figures; models that classify differently are refused."""
+    import keras
+    from skinlesion.cards import write_card
+    from skinlesion.models import load_checked_model
+    from training import soup
+    first = tiny_models / "classifier_7class.h5"
+    model, card = load_checked_model(first)
+    shifted = tmp_path / "shifted" / "classifier_7class.h5"
+    shifted.parent.mkdir()
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    model.save(shifted)
+    write_card(shifted, {k: v for k, v in card.items() if k not in ("file", "sha256")})
+    out = tmp_path / "soup" / "classifier_7class.h5"
+    made = soup.main([str(first), str(shifted), "--out", str(out), "--note", "test soup"])
+    served, served_card = load_checked_model(out)  # the card matches the file
+    original = keras.models.load_model(first, compile=False).get_weights()
+    for averaged, weight in zip(served.get_weights(), original):
+        assert averaged == pytest.approx(weight + 0.5, abs=1e-5)
+    assert [i["file"] for i in made["soup"]["ingredients"]] == [str(first), str(shifted)]
+    assert "referral" not in served_card and "external_validation" not in served_card
+    with pytest.raises(SystemExit, match="differ in 'task'"):
+        soup.main([str(first), str(tiny_models / "classifier_3class.h5"), "--out", str(tmp_path / "x.h5")])

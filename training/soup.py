@@ -1,0 +1,86 @@
+"""A model soup: one classifier whose weights are the average of several (Wortsman et al.,
+"Model soups", ICML 2022) — an ensemble's robustness, if it carries over, at one model's cost.
+
+    python -m training.soup runs/z1/classifier_7class.h5 runs/z4/classifier_7class.h5 \
+        runs/z5/classifier_7class.h5 --out runs/soup/classifier_7class.h5 --note "..."
+
+Averaging weights works only for models fine-tuned from the same starting weights that stay
+in one basin (here: runs of one recipe from the same backbone, differing in seed); whether it
+did is for `training.evaluate` to say. The ingredients must agree on everything their cards
+say about input and output (checked). The soup's card copies the first ingredient's, lists
+the ingredients, and leaves out every figure that was an ingredient's own (validation and
+external figures, referral, calibration, reliability): measure the soup with
+`training.evaluate --update-card` and `training.fit_reliability`.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# What must be equal for weights to be averaged and the soup served like its ingredients.
+MUST_AGREE = ("task", "arch", "classes", "input_size", "input", "output", "preprocessing",
+              "crop_mode", "test_time_augmentation", "split")
+# An ingredient's own figures and history: not the soup's.
+OWN_FIGURES = ("validation_metrics", "external_validation", "referral", "calibration", "reliability",
+               "history", "epochs", "training_minutes_this_run", "file", "sha256")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", help="classifier .h5 files (each with its card)")
+    p.add_argument("--out", required=True, help="the soup's .h5 (its card is written beside it)")
+    p.add_argument("--note", default="", help="free text recorded in the card")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if len(args.models) < 2:
+        p.error("a soup needs at least two models")
+    return args
+
+
+def soup_card(cards, paths, note):
+    """The soup's card: the ingredients' common description, the ingredients, no figures."""
+    for key in MUST_AGREE:
+        differing = {str(path): card.get(key) for path, card in zip(paths, cards)
+                     if card.get(key) != cards[0].get(key)}
+        if differing:
+            raise SystemExit(f"Cannot average these models: their cards differ in {key!r} "
+                             f"({paths[0]}: {cards[0].get(key)!r}; {differing}).")
+    card = {key: value for key, value in cards[0].items() if key not in OWN_FIGURES}
+    card["note"] = note or None
+    card["soup"] = {"method": "uniform average of the ingredients' weights (batch-norm statistics included)",
+                    "ingredients": [{"file": str(path), "sha256": ingredient["sha256"],
+                                     "note": ingredient.get("note"),
+                                     "seed": ingredient.get("training", {}).get("seed")}
+                                    for path, ingredient in zip(paths, cards)]}
+    minutes = [ingredient.get("training_minutes_all_epochs") for ingredient in cards]
+    card["training_minutes_all_epochs"] = round(sum(minutes), 1) if None not in minutes else None
+    return card
+
+
+def average_weights(models):
+    """The element-wise mean of the models' weights, as a list for set_weights."""
+    import numpy as np
+    return [np.mean(group, axis=0) for group in zip(*(model.get_weights() for model in models))]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from training.common import configure_threads, ship
+    configure_threads(args.threads)
+    from skinlesion.cards import write_card
+    from skinlesion.models import load_checked_model
+    loaded = [load_checked_model(path) for path in args.models]
+    card = soup_card([card for _, card in loaded], args.models, args.note)
+    soup = loaded[0][0]
+    soup.set_weights(average_weights([model for model, _ in loaded]))
+    ship(soup, args.out)
+    write_card(args.out, card)
+    print(f"wrote {args.out}: the average of {len(loaded)} models' weights")
+    return card
+
+
+if __name__ == "__main__":
+    main()
