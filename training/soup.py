@@ -53,7 +53,9 @@ def soup_card(cards, paths, note):
     card["soup"] = {"method": "uniform average of the ingredients' weights (batch-norm statistics included)",
                     "ingredients": [{"file": str(path), "sha256": ingredient["sha256"],
                                      "note": ingredient.get("note"),
-                                     "seed": ingredient.get("training", {}).get("seed")}
+                                     "seed": ingredient.get("training", {}).get("seed"),
+                                     "epochs": ingredient.get("epochs"),
+                                     "training_minutes": ingredient.get("training_minutes_all_epochs")}
                                     for path, ingredient in zip(paths, cards)]}
     minutes = [ingredient.get("training_minutes_all_epochs") for ingredient in cards]
     card["training_minutes_all_epochs"] = round(sum(minutes), 1) if None not in minutes else None
