@@ -135,6 +135,8 @@ def lamp_only(image, geometry):
 
 
 RECIPES = ("basic", "lamp", "other_clinic")
+
+
 def mixup(images, targets, weights, num_classes, alpha):
     """Each image of a batch blended with another's (mixup, Zhang et al. 2018), a share
     lambda ~ Beta(alpha, alpha) per image. targets are [one-hot | allowed classes]: the

@@ -4,8 +4,8 @@
 
 Each argument is an output folder of `training.evaluate --split val --external ...`
 (its per-image probabilities.csv files; the run's card gives what was trained), or several
-joined by '+': the average of their probabilities, an ensemble measured without running it. Figures: balanced accuracy
-and macro AUC on HAM10000 validation lesions (serving pipeline), balanced accuracy on the
+joined by '+': the average of their probabilities, an ensemble measured without running it.
+Figures: balanced accuracy and macro AUC on HAM10000 validation lesions (serving pipeline), balanced accuracy on the
 other validation sources, and per external set the melanoma-vs-nevus AUC, balanced
 accuracy over its classes, ECE, and melanoma sensitivity / nevi flagged at the run's own
 referral threshold (chosen on its pooled validation images for 90% melanoma sensitivity:

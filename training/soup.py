@@ -1,12 +1,14 @@
 """A model soup: one classifier whose weights are the average of several (Wortsman et al.,
 "Model soups", ICML 2022) — an ensemble's robustness, if it carries over, at one model's cost.
 
-    python -m training.soup runs/z1/classifier_7class.h5 runs/z4/classifier_7class.h5 \
-        runs/z5/classifier_7class.h5 --out runs/soup/classifier_7class.h5 --note "..."
+    python -m training.soup runs/z1/classifier_7class.h5 runs/z3/classifier_7class.h5 \
+        --out runs/soup13/classifier_7class.h5 --note "..."
 
-Averaging weights works only for models fine-tuned from the same starting weights that stay
-in one basin (here: runs of one recipe from the same backbone, differing in seed); whether it
-did is for `training.evaluate` to say. The ingredients must agree on everything their cards
+Averaging weights works only for models that stay in one basin: runs continued from one
+trained model (Z3 from Z1 above) are; runs of one recipe from the backbone that differ only
+in their training seed were not (their soup scored HAM10000 balanced accuracy 0.63 where each
+scored 0.70-0.72; docs/evaluation/other_clinics.md). Whether a soup is a model is for
+`training.evaluate` to say. The ingredients must agree on everything their cards
 say about input and output (checked). The soup's card copies the first ingredient's, lists
 the ingredients, and leaves out every figure that was an ingredient's own (validation and
 external figures, referral, calibration, reliability): measure the soup with
