@@ -89,9 +89,9 @@ class Classifier:
         if whole is not None:
             batch = np.concatenate([batch, np.asarray(whole, np.float32)[None]])
         logits, features = self._run(batch)
-        image_features = features[-1:] if whole is not None else None
-        if whole is not None:
-            logits, features = logits[:-1], features[:-1]
+        image_features = None
+        if whole is not None:  # the last row is the whole image's
+            logits, features, image_features = logits[:-1], features[:-1], features[-1:]
         views = len(logits) // len(inputs)
         return (logits.reshape(views, len(inputs), -1),
                 features.reshape(views, len(inputs), -1).mean(0), image_features)
@@ -104,10 +104,6 @@ class Classifier:
     def whole_input(self, preprocessed_image):
         """The whole image at the input size: what the dermoscopy gate reads the features of."""
         return classifier_input(preprocessed_image, None, "full", self.size)
-
-    def image_features(self, preprocessed_image):
-        """Pooled features of the whole image (one view): what the dermoscopy gate reads."""
-        return self._run(self.whole_input(preprocessed_image)[None].astype(np.float32))[1]
 
     def explain(self, crop, saliency=True, whole=None):
         """Probabilities (averaged over the test-time views) and explanations of the most

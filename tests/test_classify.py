@@ -33,6 +33,27 @@ def test_classifier_with_flip4_matches_manual_average(tiny_models):
     assert classifier.probabilities(x).sum(1) == pytest.approx([1.0, 1.0], abs=1e-5)
 
 
+def test_the_gates_whole_image_rides_in_the_crops_pass_without_changing_either(tiny_models):
+    """outputs(crop, whole) and explain(crop, whole=...) give the crop's figures and the whole
+    image's pooled features as separate passes would (serving and fit_reliability rely on it)."""
+    from skinlesion.models import load_checked_model
+    model, card = load_checked_model(tiny_models / "classifier_7class.h5")
+    classifier = Classifier(model, dict(card, test_time_augmentation="flip4"))
+    rng = np.random.default_rng(1)
+    crop = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    whole = classifier.whole_input(rng.integers(0, 255, (90, 120, 3)).astype(np.uint8))
+    alone_logits, alone_features, none = classifier.outputs(crop[None])
+    logits, features, image_features = classifier.outputs(crop[None], whole)
+    assert none is None
+    np.testing.assert_allclose(logits, alone_logits, atol=1e-5)
+    np.testing.assert_allclose(features, alone_features, atol=1e-5)
+    one_view = classifier._run(whole[None].astype(np.float32))[1]  # the whole image: one view, no flips
+    np.testing.assert_allclose(image_features, one_view, atol=1e-5)
+    explained = classifier.explain(crop, saliency=False, whole=whole)
+    np.testing.assert_allclose(explained["image_features"], one_view, atol=1e-4)
+    np.testing.assert_allclose(explained["features"], alone_features[0], atol=1e-4)
+
+
 def test_referral_basis_reads_the_card():
     from skinlesion.classify import referral_basis
     card = {"referral": {"malignant_probability": 0.3, "melanoma_sensitivity": 0.91,

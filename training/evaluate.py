@@ -325,7 +325,8 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
     """Every image through the serving path (U-Net mask -> crop -> classifier), keeping what
     calibration and the reliability checks need: the view logits (views, N, classes), the
     pooled features of the crop, whether a lesion was found and, with `screen_inputs`, what
-    the dermoscopy gate reads (whole-image features, colourfulness: one more forward pass).
+    the dermoscopy gate reads (whole-image features, taken in the crop's pass as at serving;
+    colourfulness).
     `images`: decoded images instead of the samples' files (for generated test sets)."""
     from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
@@ -338,12 +339,13 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
         segmentation = segmenter(preprocess(image, segmenter.steps))
         prepared = preprocess(image, classifier.steps)
         crop = classifier.input_for(prepared, segmentation.mask if segmentation.found else None)
-        view_logits, features, _ = classifier.outputs(crop[None])
+        whole = classifier.whole_input(prepared) if screen_inputs else None
+        view_logits, features, image_features = classifier.outputs(crop[None], whole)
         rows["view_logits"].append(view_logits[:, 0])
         rows["features"].append(features[0])
         rows["found"].append(segmentation.found)
         if screen_inputs:
-            rows["image_features"].append(classifier.image_features(prepared)[0])
+            rows["image_features"].append(image_features[0])
             rows["colourfulness"].append(colourfulness(image))
     outputs = {key: np.array(value) for key, value in rows.items() if value}
     outputs["view_logits"] = np.stack(rows["view_logits"], axis=1)  # (views, N, classes)
