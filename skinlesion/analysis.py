@@ -12,6 +12,7 @@ from .cards import SEGMENTER_FILE, classifier_file
 from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import downscale, image_dimensions, load_image
+from .inputs import at_trained_resolution
 from .measure import measure_lesion
 from .models import load_checked_model
 from .preprocess import preprocess
@@ -137,7 +138,10 @@ class Analyzer:
             image = load_image(source, max_side=ANALYSIS_MAX_SIDE)
             original_size = {"width": width or image.shape[1], "height": height or image.shape[0]}
         steps_cache = {}
-        prepared = _preprocessed(image, classifier.steps, steps_cache)
+        # The classifier looks at the image at the resolution it was trained at (the U-Net, and
+        # the page, at the image's own); the mask is resized to it when the crop is cut.
+        prepared = _preprocessed(at_trained_resolution(image, classifier.max_image_side), classifier.steps,
+                                 steps_cache)
         checks = classifier.reliability
         screening = checks is not None and screen
         segmentation = self.segment(image, steps_cache)
@@ -195,8 +199,9 @@ class Analyzer:
 
 
 def _preprocessed(image, steps, cache):
-    """Preprocess once per distinct list of steps (segmenter and classifier may share it)."""
-    key = tuple(steps)
+    """Preprocess once per distinct list of steps and image size (the segmenter and the
+    classifier share it when they see the image at the same size)."""
+    key = (tuple(steps), image.shape)
     if key not in cache:
-        cache[key] = preprocess(image, key)
+        cache[key] = preprocess(image, key[0])
     return cache[key]

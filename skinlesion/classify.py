@@ -66,6 +66,7 @@ class Classifier:
         self.classes = tuple(entry["code"] for entry in card["classes"])
         self.size = spec.input_height
         self.crop_mode = card.get("crop_mode", "crop")
+        self.max_image_side = (card.get("max_image_side") or {}).get("pixels")
         self.steps = spec.preprocessing
         self.tta = spec.test_time_augmentation
         self.referral = referral_basis(card)

@@ -1,6 +1,6 @@
 """From a decoded image to the arrays the models take: the one path for training and serving."""
 
-from .imageio import load_image
+from .imageio import downscale, load_image
 from .preprocess import preprocess
 from .regions import classifier_input, resize_mask, resize_rgb
 
@@ -32,8 +32,17 @@ def prepare_for_segmenter(path, mask_path, steps, input_shape):
     return segmenter_input(image, input_shape), resize_mask(mask, height, width)
 
 
-def prepare_for_classifier(path, mask_path, steps, crop_mode, size, resize_to=None):
+def at_trained_resolution(image, max_image_side):
+    """The image as a classifier looks at it: shrunk (area averaging) so its longer side is
+    at most the side of the images it was trained on (card "max_image_side"; None: as is).
+
+    A classifier that learnt lesions from small images sees in a sharper camera's image
+    texture finer than any it was trained on (training/image_side.py)."""
+    return downscale(image, max_image_side) if max_image_side else image
+
+
+def prepare_for_classifier(path, mask_path, steps, crop_mode, size, resize_to=None, max_image_side=None):
     """Training/evaluation classifier input of one image, cropped by its mask file."""
-    image = preprocess(load_sample_image(path, resize_to), steps)
+    image = preprocess(at_trained_resolution(load_sample_image(path, resize_to), max_image_side), steps)
     mask = load_mask(mask_path, *image.shape[:2]) if mask_path is not None else None
     return classifier_input(image, mask, crop_mode, size)

@@ -60,10 +60,12 @@ def classifier_region(image, mask, mode):
 
     full: the whole image. crop: the lesion's box. masked: the box, with the skin outside
     the (dilated) mask set to the image's median skin colour. An empty or missing mask
-    falls back to the whole image.
+    falls back to the whole image; a mask of another size is resized to the image.
     """
     if mode not in CROP_MODES:
         raise ValueError(f"Unknown crop mode {mode!r}; choose from {CROP_MODES}.")
+    if mask is not None and mask.shape != image.shape[:2]:
+        mask = resize_mask(mask, *image.shape[:2])
     box = None if mask is None or mode == "full" else lesion_box(mask)
     if box is None:
         return image

@@ -40,6 +40,7 @@ def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch, extra):
                            "--epochs", "1", "--batch-size", "4", "--workers", "1", *extra])
     model, card = load_checked_model(out)
     assert card["training"]["mixup_alpha"] == (0.4 if extra else None)
+    assert card["max_image_side"]["pixels"] == 200  # the synthetic images are 200x150
     classes = [c["code"] for c in card["classes"]]
     assert len(classes) == (7 if task == "7class" else 3)
     assert model.output_shape == (None, len(classes))
@@ -49,6 +50,28 @@ def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch, extra):
     assert card["training_masks"] == "ground-truth masks" and card["training_masks_unet_sha256"] is None
     x = np.zeros((1, 64, 64, 3), np.float32)
     assert model(x, training=False).numpy().sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_image_side_writes_the_training_images_median_side_into_the_card(tiny_models, tiny_ham10000, tmp_path):
+    import shutil
+    from skinlesion.cards import read_card, write_card
+    from skinlesion.classify import Classifier
+    from skinlesion.datasets import read_dataset
+    from training import image_side
+    for suffix in (".h5", ".json"):
+        shutil.copy(tiny_models / f"classifier_7class{suffix}", tmp_path / f"classifier_7class{suffix}")
+    model_path = tmp_path / "classifier_7class.h5"
+    card = read_card(model_path)
+    card["split"] = {"val_fraction": 0.15, "seed": 42}
+    write_card(model_path, card)
+    image_side.main(["--model", str(model_path), "--data", str(tiny_ham10000), "--write"])
+    model, card = load_checked_model(model_path)
+    assert card["max_image_side"]["pixels"] == 200  # the synthetic images are 200x150
+    assert Classifier(model, card).max_image_side == 200
+    # A squashed source counts at the size training restores it to.
+    samples = read_dataset(tiny_ham10000)[:3]
+    restored = [replace(s, resize_to=(192, 256)) for s in samples]
+    assert image_side.image_sides(samples + restored).tolist() == [200] * 3 + [256] * 3
 
 
 def test_mixup_blends_images_targets_and_weights_by_one_share():
@@ -245,6 +268,24 @@ def test_every_source_rule_takes_the_most_sensitive_sources_threshold(tmp_path):
     assert strict["malignant_probability"] < pooled["malignant_probability"]
     assert strict["malignant_probability"] <= 0.21
     assert strict["melanoma_sensitivity"] >= pooled["melanoma_sensitivity"]
+
+
+def test_auc_change_is_paired_and_its_interval_excludes_zero_only_for_a_real_gain(tmp_path):
+    from training.compare_runs import auc_change
+    rng = np.random.default_rng(0)
+    labels = ["mel"] * 60 + ["nv"] * 120
+    base = [0.5 + 0.1 * (label == "mel") + rng.normal(0, 0.2) for label in labels]
+    better = [p + 0.15 * (label == "mel") for p, label in zip(base, labels)]  # every melanoma higher
+    for name, scores in (("base", base), ("better", better)):
+        write_melanoma_scores(tmp_path / name / "external" / "x" / "probabilities.csv",
+                              [("x", label, float(np.clip(p, 0, 1))) for label, p in zip(labels, scores)])
+    change, low, high = auc_change(tmp_path / "base", tmp_path / "better", "x", resamples=300)
+    assert 0 < low < change < high
+    assert auc_change(tmp_path / "base", tmp_path / "base", "x", resamples=50) == (0.0, 0.0, 0.0)
+    write_melanoma_scores(tmp_path / "other" / "external" / "x" / "probabilities.csv",
+                          [("x", "mel", 0.9)] * 3 + [("x", "nv", 0.1)] * 3)
+    with pytest.raises(SystemExit):
+        auc_change(tmp_path / "base", tmp_path / "other", "x")
 
 
 def test_average_of_runs_is_the_mean_of_their_probabilities_on_the_same_images(tmp_path):

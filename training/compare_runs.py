@@ -10,7 +10,9 @@ other validation sources, and per external set the melanoma-vs-nevus AUC, balanc
 accuracy over its classes, ECE, and melanoma sensitivity / nevi flagged at the run's own
 referral threshold (chosen on its pooled validation images for 90% melanoma sensitivity:
 the same rule for every run, from the per-image probabilities evaluate wrote), and at the
-every-source rule (the lowest of the sources' own 90% thresholds).
+every-source rule (the lowest of the sources' own 90% thresholds). With --against RUN, each
+external AUC's change from RUN's, with a paired-bootstrap 95% interval: is a gain more than
+the luck of which images the set happens to hold?
 """
 import argparse
 import json
@@ -72,9 +74,32 @@ def referral_on_external(folders, external_name, rule):
     return referral_figures(labels, probabilities, classes, chosen["malignant_probability"])
 
 
-def run_row(folders):
+def auc_change(base, folders, external, resamples=2000, seed=0):
+    """(change, low, high): the external set's melanoma-vs-nevus AUC of `folders` minus that of
+    `base`, with a 95% interval from resampling the set's melanomas and nevi together for both
+    runs (a paired bootstrap: both scored the same images, so what varies is the images drawn)."""
+    from training.evaluate import melanoma_vs_nevus_auc
+    relative = f"external/{external}/probabilities.csv"
+    read_average(_as_list(base) + _as_list(folders), relative)  # refuses runs of different images
+    labels, base_probabilities, classes, _ = read_average(base, relative)
+    probabilities = read_average(folders, relative)[1]
+    melanomas, nevi = (np.flatnonzero(labels == classes.index(code)) for code in ("mel", "nv"))
+
+    def change(images):
+        return (melanoma_vs_nevus_auc(labels[images], probabilities[images], classes)
+                - melanoma_vs_nevus_auc(labels[images], base_probabilities[images], classes))
+
+    rng = np.random.default_rng(seed)
+    draws = [change(np.concatenate([rng.choice(melanomas, len(melanomas)), rng.choice(nevi, len(nevi))]))
+             for _ in range(resamples)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return change(np.concatenate([melanomas, nevi])), float(low), float(high)
+
+
+def run_row(folders, against=None):
     """The figures of one evaluated run, or of the average of several runs' probabilities
-    (a '+'-joined name), as a dict of column -> text; all from the per-image files."""
+    (a '+'-joined name), as a dict of column -> text; all from the per-image files.
+    `against`: another run (folders), to add each external AUC's change from it."""
     from skinlesion.cards import read_card
     from training.evaluate import calibration, classification_metrics, melanoma_vs_nevus_auc
     folders = [Path(folder) for folder in _as_list(folders)]
@@ -101,6 +126,9 @@ def run_row(folders):
         referral = referral_on_external(folders, external, "pooled")
         row["threshold"] = _figure(referral["malignant_probability"])
         row[f"{external} mel-vs-nv AUC"] = _figure(melanoma_vs_nevus_auc(labels, probabilities, classes))
+        if against:
+            change, low, high = auc_change(against, folders, external)
+            row[f"{external} AUC change (95% interval)"] = f"{change:+.3f} [{low:+.3f}, {high:+.3f}]"
         row[f"{external} bal. acc."] = _figure(
             classification_metrics(labels, probabilities, classes)["balanced_accuracy"])
         row[f"{external} mel flagged"] = _percent(referral.get("melanoma_sensitivity"))
@@ -125,9 +153,12 @@ def main(argv=None):
     p.add_argument("folders", nargs="+",
                    help="output folders of training.evaluate; join several with '+' to add a row "
                         "for the average of their probabilities (runs/eval/r0+runs/eval/z1)")
+    p.add_argument("--against", help="a run (or '+'-joined runs) to give each external AUC's change "
+                                     "from, with a paired-bootstrap 95%% interval")
     p.add_argument("--markdown", help="also write the table to this file")
     args = p.parse_args(argv)
-    table = markdown_table([run_row(folder.split("+")) for folder in args.folders])
+    against = args.against.split("+") if args.against else None
+    table = markdown_table([run_row(folder.split("+"), against) for folder in args.folders])
     if args.markdown:
         Path(args.markdown).write_text(table)
     print(table)

@@ -46,6 +46,7 @@ AUGMENT = "basic"  # basic | lamp | other_clinic (training/augment.py)
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 MIXUP = 0.0  # alpha of mixup's Beta(alpha, alpha) blend share (0: off)
+MAX_IMAGE_SIDE = "median"  # larger images shrunk to the training images' median side (image_side.py)
 VAL_FRACTION = 0.15
 SEED = 42  # the split's seed; --train-seed varies the training alone
 CACHE_DIR = "runs/cache"
@@ -83,6 +84,9 @@ def parse_args(argv=None):
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
     p.add_argument("--mixup", type=float, default=MIXUP,
                    help="blend each training image with another, share ~ Beta(alpha, alpha) (0: off)")
+    p.add_argument("--max-image-side", default=MAX_IMAGE_SIDE, choices=["median", "none"],
+                   help="shrink larger images to the training images' median longer side, in "
+                        "training and at serving (training.image_side)")
     p.add_argument("--label-sets", default=LABEL_SETS, choices=["all", "source"],
                    help="source: the loss of an image is taken over its source's classes only")
     p.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
@@ -226,7 +230,7 @@ def training_masks(samples, source, unet_path, folder, seed):
 
 
 def classifier_card(args, classes, steps, train, val, train_y, per_class, state, minutes, metrics, by_source,
-                    referral):
+                    referral, image_side):
     """The model card of a trained classifier (skinlesion.cards writes it beside the model)."""
     from skinlesion.cards import sha256_of
     from skinlesion.classes import DISPLAY_NAMES
@@ -244,6 +248,7 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
         "output": "softmax probabilities; the Dense layer 'logits' feeds Grad-CAM",
         "preprocessing": list(steps),
         "crop_mode": args.crop_mode,
+        "max_image_side": image_side,
         "training_masks": {"truth": "ground-truth masks", "unet": "the U-Net's masks (as at serving)",
                            "mixed": "ground-truth or U-Net mask, half each"}[args.train_masks]
         + (" (the U-Net's where a source has no masks)" if any(s.mask is None for s in train) else ""),
@@ -289,6 +294,7 @@ def main(argv=None):
     from skinlesion.preprocess import parse_steps
     from training.evaluate import (REFERRAL_SENSITIVITY, classification_metrics,
                                    referral_threshold)
+    from training.image_side import image_sides, max_image_side_entry
 
     keras.utils.set_random_seed(args.train_seed)
     if args.mixed_precision:
@@ -300,9 +306,12 @@ def main(argv=None):
           f"{source_counts(train, classes)} (each source split by lesion, seed {args.seed}); "
           f"crop {args.crop_mode}, steps {list(steps) or 'none'}, augment {args.augment}", flush=True)
 
+    image_side = max_image_side_entry(image_sides(train)) if args.max_image_side == "median" else None
+    print(f"max image side: {image_side}", flush=True)
+
     def arrays(subset, masks, name):
-        jobs = [(s.image, mask, steps, args.crop_mode, args.input_size, s.resize_to)
-                for s, mask in zip(subset, masks)]
+        jobs = [(s.image, mask, steps, args.crop_mode, args.input_size, s.resize_to,
+                 image_side and image_side["pixels"]) for s, mask in zip(subset, masks)]
         return cached_arrays(name, prepare_for_classifier, jobs, args.cache_dir, args.workers)[0]
 
     # Validation crops: the true mask where a source has one, else the U-Net's (as at serving).
@@ -366,7 +375,7 @@ def main(argv=None):
     referral = (referral_threshold(val_y, probabilities, classes, REFERRAL_SENSITIVITY)
                 if "mel" in classes else None)
     write_card(args.out, classifier_card(args, classes, steps, train, val, train_y, per_class, state, minutes,
-                                         metrics, by_source, referral))
+                                         metrics, by_source, referral, image_side))
     print(f"wrote {args.out}: balanced accuracy {metrics['balanced_accuracy']}, "
           f"macro AUC {metrics['macro_auc_ovr']}", flush=True)
 
