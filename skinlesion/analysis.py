@@ -12,7 +12,6 @@ from .cards import SEGMENTER_FILE, classifier_file
 from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import downscale, image_dimensions, load_image
-from .inputs import at_trained_resolution
 from .measure import measure_lesion
 from .models import load_checked_model
 from .preprocess import preprocess
@@ -119,9 +118,8 @@ class Analyzer:
             raise ValueError(f"Task {task!r} is not loaded; available: {', '.join(self.classifiers)}.")
         return self.classifiers[task]
 
-    def segment(self, image, steps_cache):
-        prepared = _preprocessed(image, self.segmenter.steps, steps_cache)
-        return self.segmenter(prepared)
+    def segment(self, image):
+        return self.segmenter(preprocess(image, self.segmenter.steps))
 
     def analyze(self, source, task="7class", explain=True, screen=True, original_size=None):
         """source: bytes, a path, a file object or an RGB uint8 array (`original_size`: the
@@ -137,14 +135,12 @@ class Analyzer:
             width, height = image_dimensions(source) or (None, None)
             image = load_image(source, max_side=ANALYSIS_MAX_SIDE)
             original_size = {"width": width or image.shape[1], "height": height or image.shape[0]}
-        steps_cache = {}
         # The classifier looks at the image at the resolution it was trained at (the U-Net, and
         # the page, at the image's own); the mask is resized to it when the crop is cut.
-        prepared = _preprocessed(at_trained_resolution(image, classifier.max_image_side), classifier.steps,
-                                 steps_cache)
+        prepared = classifier.prepare(image)
         checks = classifier.reliability
         screening = checks is not None and screen
-        segmentation = self.segment(image, steps_cache)
+        segmentation = self.segment(image)
         mask = segmentation.mask if segmentation.found else None
         region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
         crop = classifier.input_for(prepared, mask)
@@ -196,12 +192,3 @@ class Analyzer:
                             "classifier": model_version(classifier.card)},
             gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
             gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings)
-
-
-def _preprocessed(image, steps, cache):
-    """Preprocess once per distinct list of steps and image size (the segmenter and the
-    classifier share it when they see the image at the same size)."""
-    key = (tuple(steps), image.shape)
-    if key not in cache:
-        cache[key] = preprocess(image, key[0])
-    return cache[key]

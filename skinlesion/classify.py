@@ -2,6 +2,8 @@
 import numpy as np
 
 from .classes import DISPLAY_NAMES, MALIGNANT
+from .inputs import at_trained_resolution
+from .preprocess import preprocess
 from .regions import classifier_input
 from .reliability import calibrated_probabilities
 
@@ -77,6 +79,11 @@ class Classifier:
         # Logits and pooled features in one pass: calibration needs the first, the
         # unusual-image score and the dermoscopy gate the second.
         self._run = runner_for(model, spec, (LOGITS_LAYER, POOLED_LAYER))
+
+    def prepare(self, image):
+        """The image as this classifier looks at it: shrunk to the resolution it was trained at
+        (card "max_image_side"), then preprocessed by its steps."""
+        return preprocess(at_trained_resolution(image, self.max_image_side), self.steps)
 
     def input_for(self, preprocessed_image, mask):
         return classifier_input(preprocessed_image, mask, self.crop_mode, self.size)

@@ -149,7 +149,7 @@ def test_shipped_pipeline_measurements_are_stable_on_the_examples():
         height, width = image.shape[:2]
         reframed = image[height // 33:-(height // 33), width // 33:-(width // 33)].astype(np.float32) * 1.06
         variants = [image[:, ::-1], image[::-1], np.clip(reframed, 0, 255).astype(np.uint8)]
-        measure = lambda im: measure_lesion(im, analyzer.segment(np.ascontiguousarray(im), {}).outline)  # noqa: E731
+        measure = lambda im: measure_lesion(im, analyzer.segment(np.ascontiguousarray(im)).outline)  # noqa: E731
         before = measure(image)
         for variant in variants:
             after = measure(variant)

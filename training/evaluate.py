@@ -328,7 +328,7 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
     the dermoscopy gate reads (whole-image features, taken in the crop's pass as at serving;
     colourfulness).
     `images`: decoded images instead of the samples' files (for generated test sets)."""
-    from skinlesion.inputs import at_trained_resolution, load_sample_image
+    from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
     from skinlesion.reliability import colourfulness
     from skinlesion.segment import Segmenter
@@ -337,7 +337,7 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
     sources = images if images is not None else (load_sample_image(s.image, s.resize_to) for s in samples)
     for image in sources:
         segmentation = segmenter(preprocess(image, segmenter.steps))
-        prepared = preprocess(at_trained_resolution(image, classifier.max_image_side), classifier.steps)
+        prepared = classifier.prepare(image)
         crop = classifier.input_for(prepared, segmentation.mask if segmentation.found else None)
         whole = classifier.whole_input(prepared) if screen_inputs else None
         view_logits, features, image_features = classifier.outputs(crop[None], whole)

@@ -72,7 +72,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
 
     def measured(image):
-        segmentation = analyzer.segment(image, {})
+        segmentation = analyzer.segment(image)
         return measure_lesion(image, segmentation.outline) if segmentation.found else None
 
     rows, by_kind, counts = [], {}, {}
