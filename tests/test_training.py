@@ -95,6 +95,33 @@ def test_mixup_blends_images_targets_and_weights_by_one_share():
     assert mixed_weights == pytest.approx(share * weights.numpy() + (1 - share) * weights.numpy()[partner], abs=1e-5)
 
 
+def test_every_augmentation_recipe_gives_crops_of_the_input_shape_in_range():
+    """Each recipe --augment offers builds a training pipeline whose batches keep the crops'
+    shape and the 0-255 range, and change the images."""
+    from training.augment import RECIPE_DESCRIPTIONS
+    from training.train_classifier import make_pipeline
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    labels = np.arange(8) % 3
+    for recipe in RECIPE_DESCRIPTIONS:
+        batch = next(iter(make_pipeline(images, labels, 3, 4, True, 0, weights=np.ones(8), recipe=recipe)))
+        crops = batch[0].numpy()
+        assert crops.shape == (4, 32, 32, 3), recipe
+        assert np.isfinite(crops).all() and crops.min() >= 0 and crops.max() <= 255, recipe
+        assert not any(np.array_equal(crop, image) for crop in crops for image in images), recipe
+
+
+def test_dermatoscope_frame_darkens_the_corners_and_keeps_the_centre():
+    """The circle is off-centre by up to 6% of the side, so one corner at least is dark."""
+    from training.augment import dermatoscope_frame
+    for _ in range(5):
+        framed = dermatoscope_frame(np.full((64, 64, 3), 0.8, np.float32)).numpy()
+        corners = [framed[0, 0], framed[0, -1], framed[-1, 0], framed[-1, -1]]
+        assert min(corner.max() for corner in corners) <= 0.1 + 1e-6
+        assert framed[24:40, 24:40] == pytest.approx(0.8)
+        assert framed.max() <= 0.8 + 1e-6
+
+
 def test_segmenter_init_from_a_keras_file(tiny_models, tiny_ham10000, tmp_path):
     """--init PATH copies MobileNetV2 weights by layer name from another model file."""
     from skinlesion.models import build_unet, initialise_backbone

@@ -1,10 +1,11 @@
 """tf.data augmentations. Geometry is applied to image and mask together; colour to the image.
 
-Three recipes for the classifier: `basic` (flips, rotation, small zoom, mild colour jitter on
+Recipes for the classifier: `basic` (flips, rotation, small zoom, mild colour jitter on
 the whole batch), `lamp` (basic geometry, another lamp and sensor colour per image) and
 `other_clinic` (one random camera per image: its lamp, optics, sensor,
 compression and dermatoscope frame; the lesion at any angle and any size from a fifth to
-nine tenths of the crop). The second is aimed at what differs between clinics.
+nine tenths of the crop), aimed at what differs between clinics; `framing` and `optics` are
+other_clinic's non-colour parts, each alone.
 """
 import tensorflow as tf
 import keras
@@ -116,16 +117,38 @@ def other_clinic_layers(fill_mode):
     return geometry_layers(rotation=0.5, zoom=LESION_ZOOM, fill_mode=fill_mode)
 
 
+def camera_optics(image):
+    """Another camera's sharpness, resolution, noise and compression, each 30% of the time."""
+    image = _sometimes(0.3, lambda x: gaussian_blur(x, _uniform(0.4, 1.6)), image)
+    image = _sometimes(0.3, low_resolution, image)
+    image = _sometimes(0.3, sensor_noise, image)
+    return _sometimes(0.3, jpeg, image)
+
+
 def other_clinic(image, geometry):
     """One 0-255 float crop as another clinic's camera might show it."""
     image = geometry(flips(image, square=True), training=True) / 255.0
     image = _sometimes(0.25, dermatoscope_frame, image)
-    image = lamp(image)
-    image = _sometimes(0.3, lambda x: gaussian_blur(x, _uniform(0.4, 1.6)), image)
-    image = _sometimes(0.3, low_resolution, image)
-    image = _sometimes(0.3, sensor_noise, image)
-    image = _sometimes(0.3, jpeg, image)
+    image = camera_optics(lamp(image))
     return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+
+
+# The two parts of `other_clinic` that are not colour, each alone on top of the basic
+# recipe's mild colour jitter (per image here): the lamp alone was measured to hurt
+# ("lamp"), these were only ever measured together with it.
+
+def framing(image, geometry):
+    """The lesion at any size from a fifth to nine tenths of the crop (`geometry` is
+    `other_clinic_layers`) and a dermatoscope's frame 25% of the time; mild colour jitter."""
+    image = geometry(flips(image, square=True), training=True) / 255.0
+    image = _sometimes(0.25, dermatoscope_frame, image)
+    return color_jitter(image * 255.0)
+
+
+def optics(image, geometry):
+    """The basic geometry and colour jitter, then another camera's optics and sensor."""
+    image = color_jitter(geometry(flips(image, square=True), training=True)) / 255.0
+    return tf.clip_by_value(camera_optics(image), 0.0, 1.0) * 255.0
 
 
 def lamp_only(image, geometry):
@@ -134,7 +157,6 @@ def lamp_only(image, geometry):
     return tf.clip_by_value(lamp(image), 0.0, 1.0) * 255.0
 
 
-RECIPES = ("basic", "lamp", "other_clinic")
 
 
 def mixup(images, targets, weights, num_classes, alpha):
@@ -161,4 +183,9 @@ RECIPE_DESCRIPTIONS = {
                     "0.45-0.95 of the side; dermatoscope frame (25%); lamp: per-channel gains, "
                     "brightness, contrast, saturation, hue, gamma; Gaussian blur (30%), "
                     "down-then-up scaling (30%), sensor noise (30%), JPEG quality 25-90 (30%)",
+    "framing": "per image: flips, rot90, rotation by any angle, zoom so the lesion box fills "
+               "0.45-0.95 of the side; dermatoscope frame (25%); brightness/contrast/saturation/hue",
+    "optics": "per image: flips, rot90, rotation, zoom +-15%, brightness/contrast/saturation/hue; "
+              "Gaussian blur (30%), down-then-up scaling (30%), sensor noise (30%), "
+              "JPEG quality 25-90 (30%)",
 }

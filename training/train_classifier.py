@@ -42,7 +42,7 @@ EMA_MOMENTUM = 0.995  # weight averaging over ~200 steps; the average is evaluat
 PATIENCE = 7
 CLASS_WEIGHT_POWER = 1.0  # 1: fully inverse-frequency; 0.5: square root
 SOURCE_BALANCE = 0.5  # within a class, weight each source by (its share)^-power: 0 off, 1 equal
-AUGMENT = "basic"  # basic | lamp | other_clinic (training/augment.py)
+AUGMENT = "basic"  # basic | lamp | other_clinic | framing | optics (training/augment.py)
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 MIXUP = 0.0  # alpha of mixup's Beta(alpha, alpha) blend share (0: off)
@@ -129,13 +129,14 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
     data = tf.data.Dataset.from_tensor_slices((images, targets, np.asarray(weights, np.float32)))
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if recipe in ("lamp", "other_clinic"):  # a random change per image, then batches
-        if recipe == "lamp":
-            geometry, per_image = augment.geometry_layers(rotation=0.5, zoom=0.15), augment.lamp_only
+    if recipe != "basic":  # a random change per image, then batches
+        if recipe in ("lamp", "optics"):
+            geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
         else:  # masked crops are flat skin colour at their borders: extend it ("nearest")
             # rather than mirror the lesion into the corners when zooming out
             geometry = augment.other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
-            per_image = augment.other_clinic
+        per_image = {"lamp": augment.lamp_only, "other_clinic": augment.other_clinic,
+                     "framing": augment.framing, "optics": augment.optics}[recipe]
         data = data.map(lambda x, y, w: (per_image(tf.cast(x, tf.float32), geometry), y, w),
                         num_parallel_calls=tf.data.AUTOTUNE)
         data = data.batch(batch_size, drop_remainder=True)
