@@ -111,6 +111,24 @@ def test_every_augmentation_recipe_gives_crops_of_the_input_shape_in_range():
         assert not any(np.array_equal(crop, image) for crop in crops for image in images), recipe
 
 
+def test_nearest_filling_keeps_the_lesion_out_of_a_masked_crops_corners():
+    """--fill-mode nearest: rotating and zooming a masked crop (a dark lesion on flat skin
+    colour) never mirrors the lesion into the corners, as serving crops never show it."""
+    from training.train_classifier import make_pipeline
+    rows, cols = np.mgrid[:32, :32]
+    lesion = (rows - 15.5) ** 2 + (cols - 15.5) ** 2 < 14.5 ** 2  # nearly touching the sides
+    crop = np.repeat(np.where(lesion, 0, 128)[..., None], 3, axis=2).astype(np.uint8)
+    crops = np.repeat(crop[None], 16, axis=0)
+
+    def darkest_corner(fill_mode):
+        batches = make_pipeline(crops, np.zeros(16, int), 3, 8, True, 0, weights=np.ones(16),
+                                recipe="basic", fill_mode=fill_mode).take(2)
+        return min(batch[0].numpy()[:, [0, 0, -1, -1], [0, -1, 0, -1]].min() for batch in batches)
+
+    assert darkest_corner("nearest") > 60  # skin after the colour jitter; the lesion stays near 0
+    assert darkest_corner("reflect") < 60  # what the basic recipe has trained on so far
+
+
 def test_dermatoscope_frame_darkens_the_corners_and_keeps_the_centre():
     """The circle is off-centre by up to 6% of the side, so one corner at least is dark."""
     from training.augment import dermatoscope_frame

@@ -46,6 +46,8 @@ AUGMENT = "basic"  # basic | lamp | other_clinic | framing | optics (training/au
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 MIXUP = 0.0  # alpha of mixup's Beta(alpha, alpha) blend share (0: off)
+FILL_MODE = "reflect"  # corners of rotated/zoomed crops in the recipes below (see make_pipeline)
+BASIC_GEOMETRY_RECIPES = ("basic", "lamp", "optics")  # the others extend masked crops' nearest colour
 MAX_IMAGE_SIDE = "median"  # larger images shrunk to the training images' median side (image_side.py)
 VAL_FRACTION = 0.15
 SEED = 42  # the split's seed; --train-seed varies the training alone
@@ -82,6 +84,9 @@ def parse_args(argv=None):
                    help="within each class, weight sources by their share to this power (0: off)")
     p.add_argument("--augment", default=AUGMENT, choices=sorted(RECIPE_DESCRIPTIONS))
     p.add_argument("--label-smoothing", type=float, default=LABEL_SMOOTHING)
+    p.add_argument("--fill-mode", default=FILL_MODE, choices=["reflect", "nearest"],
+                   help="how the basic geometry (basic, lamp, optics) fills a rotated or zoomed "
+                        "crop's corners; framing and other_clinic extend the nearest colour of masked crops")
     p.add_argument("--mixup", type=float, default=MIXUP,
                    help="blend each training image with another, share ~ Beta(alpha, alpha) (0: off)")
     p.add_argument("--max-image-side", default=MAX_IMAGE_SIDE, choices=["median", "none"],
@@ -115,10 +120,12 @@ def parse_args(argv=None):
 
 
 def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None,
-                  recipe="basic", crop_mode="masked", allowed=None, mixup=0.0):
+                  recipe="basic", crop_mode="masked", allowed=None, mixup=0.0, fill_mode=FILL_MODE):
     """Batches of (image, [one-hot | allowed classes][, weight]); training batches shuffled
     and augmented, then blended by mixup if `mixup` (its alpha) > 0. `allowed`: (N, classes)
-    0/1, the classes each image's source can have (default: all)."""
+    0/1, the classes each image's source can have (default: all). fill_mode: the basic
+    geometry's filling; "reflect" mirrors the lesion of a masked crop into its corners, which
+    serving crops never show (docs/evaluation/other_clinics.md)."""
     import tensorflow as tf
     from training import augment
     allowed = np.ones((len(labels), num_classes), np.float32) if allowed is None else allowed
@@ -130,8 +137,8 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
     data = tf.data.Dataset.from_tensor_slices((images, targets, np.asarray(weights, np.float32)))
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     if recipe != "basic":  # a random change per image, then batches
-        if recipe in ("lamp", "optics"):
-            geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
+        if recipe in BASIC_GEOMETRY_RECIPES:
+            geometry = augment.geometry_layers(rotation=0.5, zoom=0.15, fill_mode=fill_mode)
         else:  # masked crops are flat skin colour at their borders: extend it ("nearest")
             # rather than mirror the lesion into the corners when zooming out
             geometry = augment.other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
@@ -141,7 +148,7 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
                         num_parallel_calls=tf.data.AUTOTUNE)
         data = data.batch(batch_size, drop_remainder=True)
     else:
-        geometry = augment.geometry_layers(rotation=0.5, zoom=0.15)
+        geometry = augment.geometry_layers(rotation=0.5, zoom=0.15, fill_mode=fill_mode)
 
         def basic(image, target, weight):
             image = geometry(augment.flips(tf.cast(image, tf.float32), square=True), training=True)
@@ -275,7 +282,9 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
                      "batch_size": args.batch_size,
                      "lr": args.lr, "seed": args.train_seed, "schedule": "warm-up + cosine", "optimizer": "AdamW",
                      "weight_average_momentum": args.ema or None,
-                     "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"},
+                     "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"
+                                     + (f"; corners filled by {args.fill_mode}"
+                                        if args.augment in BASIC_GEOMETRY_RECIPES else "")},
         **training_record(args, state, minutes),
         "validation_metrics": {"ground_truth_mask_crops": metrics, "by_source": by_source},
         "referral": referral,
@@ -357,7 +366,7 @@ def main(argv=None):
     best, state, minutes = fit_best(
         args, build,
         make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.train_seed, weights,
-                      args.augment, args.crop_mode, allowed, args.mixup),
+                      args.augment, args.crop_mode, allowed, args.mixup, args.fill_mode),
         make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
         "val_balanced_accuracy", evaluate,
         callbacks=[keras.callbacks.SwapEMAWeights()] if args.ema > 0 else [])  # val_loss on the average too
