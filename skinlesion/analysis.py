@@ -14,7 +14,6 @@ from .classify import apply_site_calibration, for_site, load_classifier, read_si
 from .imageio import downscale, image_dimensions, load_image
 from .measure import measure_lesion
 from .models import load_checked_model
-from .preprocess import preprocess
 from .regions import lesion_box
 from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
 from .segment import Segmenter
@@ -119,7 +118,7 @@ class Analyzer:
         return self.classifiers[task]
 
     def segment(self, image):
-        return self.segmenter(preprocess(image, self.segmenter.steps))
+        return self.segmenter.segment_image(image)
 
     def analyze(self, source, task="7class", explain=True, screen=True, original_size=None):
         """source: bytes, a path, a file object or an RGB uint8 array (`original_size`: the

@@ -6,6 +6,7 @@ import numpy as np
 
 from .classify import tta_views
 from .inputs import segmenter_input
+from .preprocess import preprocess
 from .runtime import ModelSpec, runner_for
 
 MIN_AREA_FRACTION = 0.005  # smaller than this is noise, not a lesion we can measure
@@ -82,6 +83,10 @@ class Segmenter:
     def probability(self, preprocessed_images):
         """Batch of preprocessed uint8 images -> probability maps of the images as they are."""
         return self.view_maps(preprocessed_images)[0]
+
+    def segment_image(self, image):
+        """An RGB image as decoded: preprocessed by this U-Net's steps, then segmented."""
+        return self(preprocess(image, self.steps))
 
     def __call__(self, preprocessed_image):
         maps = self.view_maps([preprocessed_image])[:, 0]

@@ -159,6 +159,21 @@ def lamp_only(image, geometry):
 
 
 
+PER_IMAGE_RECIPES = {"lamp": lamp_only, "other_clinic": other_clinic, "framing": framing, "optics": optics}
+# The recipes whose rotations and zooms are the basic ones (their filling is --fill-mode's);
+# framing and other_clinic zoom out far, and extend a masked crop's skin colour ("nearest")
+# rather than mirror the lesion into the corners.
+BASIC_GEOMETRY_RECIPES = ("basic", "lamp", "optics")
+
+
+def recipe_geometry(recipe, crop_mode, fill_mode):
+    """The Keras layers rotating and zooming a recipe's crops (built once: they hold their
+    random generators)."""
+    if recipe in BASIC_GEOMETRY_RECIPES:
+        return geometry_layers(rotation=0.5, zoom=0.15, fill_mode=fill_mode)
+    return other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
+
+
 def mixup(images, targets, weights, num_classes, alpha):
     """Each image of a batch blended with another's (mixup, Zhang et al. 2018), a share
     lambda ~ Beta(alpha, alpha) per image. targets are [one-hot | allowed classes]: the

@@ -336,7 +336,7 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
     rows = {"view_logits": [], "features": [], "image_features": [], "found": [], "colourfulness": []}
     sources = images if images is not None else (load_sample_image(s.image, s.resize_to) for s in samples)
     for image in sources:
-        segmentation = segmenter(preprocess(image, segmenter.steps))
+        segmentation = segmenter.segment_image(image)
         prepared = classifier.prepare(image)
         crop = classifier.input_for(prepared, segmentation.mask if segmentation.found else None)
         whole = classifier.whole_input(prepared) if screen_inputs else None

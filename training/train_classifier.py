@@ -46,8 +46,7 @@ AUGMENT = "basic"  # basic | lamp | other_clinic | framing | optics (training/au
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 MIXUP = 0.0  # alpha of mixup's Beta(alpha, alpha) blend share (0: off)
-FILL_MODE = "reflect"  # corners of rotated/zoomed crops in the recipes below (see make_pipeline)
-BASIC_GEOMETRY_RECIPES = ("basic", "lamp", "optics")  # the others extend masked crops' nearest colour
+FILL_MODE = "reflect"  # corners of rotated/zoomed crops in basic, lamp, optics (training/augment.py)
 MAX_IMAGE_SIDE = "median"  # larger images shrunk to the training images' median side (image_side.py)
 VAL_FRACTION = 0.15
 SEED = 42  # the split's seed; --train-seed varies the training alone
@@ -136,20 +135,13 @@ def make_pipeline(images, labels, num_classes, batch_size, training, seed, weigh
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
     data = tf.data.Dataset.from_tensor_slices((images, targets, np.asarray(weights, np.float32)))
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    geometry = augment.recipe_geometry(recipe, crop_mode, fill_mode)
     if recipe != "basic":  # a random change per image, then batches
-        if recipe in BASIC_GEOMETRY_RECIPES:
-            geometry = augment.geometry_layers(rotation=0.5, zoom=0.15, fill_mode=fill_mode)
-        else:  # masked crops are flat skin colour at their borders: extend it ("nearest")
-            # rather than mirror the lesion into the corners when zooming out
-            geometry = augment.other_clinic_layers("nearest" if crop_mode == "masked" else "reflect")
-        per_image = {"lamp": augment.lamp_only, "other_clinic": augment.other_clinic,
-                     "framing": augment.framing, "optics": augment.optics}[recipe]
+        per_image = augment.PER_IMAGE_RECIPES[recipe]
         data = data.map(lambda x, y, w: (per_image(tf.cast(x, tf.float32), geometry), y, w),
                         num_parallel_calls=tf.data.AUTOTUNE)
         data = data.batch(batch_size, drop_remainder=True)
     else:
-        geometry = augment.geometry_layers(rotation=0.5, zoom=0.15, fill_mode=fill_mode)
-
         def basic(image, target, weight):
             image = geometry(augment.flips(tf.cast(image, tf.float32), square=True), training=True)
             return augment.color_jitter(image), target, weight
@@ -204,7 +196,6 @@ def segmenter_masks(samples, unet_path, folder):
     from skinlesion.overlays import save_mask_png
     from skinlesion.inputs import load_sample_image
     from skinlesion.models import load_checked_model
-    from skinlesion.preprocess import preprocess
     from skinlesion.segment import Segmenter
     segmenter = Segmenter(*load_checked_model(unet_path))
     folder = Path(folder) / f"unet-masks-{segmenter.card['sha256'][:12]}"
@@ -215,7 +206,7 @@ def segmenter_masks(samples, unet_path, folder):
         if not path.is_file() and not empty.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             image = load_sample_image(sample.image, sample.resize_to)
-            segmentation = segmenter(preprocess(image, segmenter.steps))
+            segmentation = segmenter.segment_image(image)
             if segmentation.found:
                 save_mask_png(segmentation.mask, path)
             else:
@@ -243,7 +234,7 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
     from skinlesion.cards import sha256_of
     from skinlesion.classes import DISPLAY_NAMES
     from skinlesion.datasets import citation
-    from training.augment import RECIPE_DESCRIPTIONS
+    from training.augment import BASIC_GEOMETRY_RECIPES, RECIPE_DESCRIPTIONS
     train_counts, val_counts = source_counts(train, classes), source_counts(val, classes)
     return {
         "task": f"classification-{args.task}",
