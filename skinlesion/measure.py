@@ -80,8 +80,11 @@ def normalised_outline(contour, shape):
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     resized = cv2.resize(filled[y:y + h, x:x + w].astype(np.float32), size, interpolation=cv2.INTER_AREA)
     margin = int(4 * SMOOTHING_SIGMA) + 2
-    smooth = cv2.GaussianBlur(np.pad(resized, margin), (0, 0), SMOOTHING_SIGMA)
-    return smooth > 0.5
+    padded = np.pad(resized, margin)
+    smooth = cv2.GaussianBlur(padded, (0, 0), SMOOTHING_SIGMA) > 0.5
+    # A lesion a few pixels thick (a sliver the U-Net drew along an edge) vanishes when
+    # smoothed; it is measured unsmoothed rather than not at all.
+    return smooth if smooth.any() else padded > 0
 
 
 def measure_lesion(image, mask):

@@ -71,6 +71,19 @@ def test_measurements_of_a_circle():
     assert found["colour_count"] == 1 and found["colours"] == ["dark brown"]
 
 
+@pytest.mark.parametrize("draw", ["row", "diagonal"])
+def test_a_lesion_one_pixel_thick_is_measured_not_an_error(draw):
+    # Seen in CI: an outline so thin that smoothing erased it reached cv2.arcLength as None.
+    mask = np.zeros((120, 160), bool)
+    if draw == "row":
+        mask[60, 10:150] = True
+    else:
+        mask[np.arange(10, 110), np.arange(20, 120)] = True
+    found = measure_lesion(np.zeros((120, 160, 3), np.uint8), mask)
+    assert found["area_px"] == mask.sum() and found["max_diameter_px"] > 100
+    assert found["border_irregularity"] > 10  # a line is as far from a disc as a shape gets
+
+
 def test_asymmetry_grows_for_an_irregular_shape():
     mask = np.zeros((200, 200), bool)
     mask[50:150, 50:100] = True
