@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cards import SEGMENTER_FILE, classifier_file
+from .cards import SEGMENTER_FILE, card_digest, classifier_file
 from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import downscale, image_dimensions, load_image
@@ -72,8 +72,9 @@ class Analysis:
 
 
 def model_version(card):
+    """Which model and which revision of its card: sha256 names the weights, card the card."""
     return {"name": card.get("name"), "version": card.get("version"), "file": card.get("file"),
-            "sha256": (card.get("sha256") or "")[:12]}
+            "sha256": (card.get("sha256") or "")[:12], "card": card_digest(card)}
 
 
 class Analyzer:
@@ -88,6 +89,9 @@ class Analyzer:
         for task in tasks:
             task_classes(task)  # refuses an unknown task name
             self.classifiers[task] = load_classifier(models_dir / classifier_file(task))
+        # once: the cards do not change while loaded (hashing one takes about half a millisecond)
+        self._versions = {"segmenter": model_version(self.segmenter.card),
+                          **{task: model_version(c.card) for task, c in self.classifiers.items()}}
         if calibration:
             self.calibrate(calibration)
 
@@ -101,9 +105,7 @@ class Analyzer:
         return tuple(self.classifiers)
 
     def versions(self):
-        versions = {"segmenter": model_version(self.segmenter.card)}
-        versions.update({task: model_version(c.card) for task, c in self.classifiers.items()})
-        return versions
+        return dict(self._versions)
 
     def warm_up(self):
         """Run every compiled function once so the first real request is not slow."""
@@ -187,7 +189,6 @@ class Analyzer:
             suspicious=threshold is not None and malignant >= threshold,
             low_confidence=reliability.uncertain, reliability=reliability,
             measurements=measure_lesion(image, segmentation.outline) if segmentation.found else None,
-            model_versions={"segmenter": model_version(self.segmenter.card),
-                            "classifier": model_version(classifier.card)},
+            model_versions={"segmenter": self._versions["segmenter"], "classifier": self._versions[task]},
             gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
             gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings)

@@ -33,6 +33,13 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
+def card_digest(card):
+    """The first 12 hex digits of the sha256 of a card's content. A refitted threshold,
+    temperature or image side changes what an analysis says without changing the weights,
+    so a stored analysis names the card revision it was made with as well."""
+    return hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def card_path(model_path):
     return Path(model_path).with_suffix(".json")
 

@@ -66,3 +66,28 @@ def test_referral_basis_reads_the_card():
     assert basis["external"] == [{"source": "derm7pt", "melanomas": 251, "nevi": 575,
                                   "melanoma_sensitivity": 0.87, "nevi_flagged_share": 0.45}]
     assert referral_basis({"referral": None}) is None
+
+
+def test_an_analysis_names_the_card_revision_as_well_as_the_weights(tiny_models, tmp_path, lesion_image):
+    """A refitted threshold changes what an analysis says without changing the weights: the
+    stored analysis tells the two card revisions apart, and the weights stay the same."""
+    import shutil
+    from skinlesion.analysis import Analyzer
+    from skinlesion.cards import read_card, write_card
+    from conftest import write_jpeg
+    for path in tiny_models.iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    write_jpeg(lesion_image[0], tmp_path / "lesion.jpg")
+    image = (tmp_path / "lesion.jpg").read_bytes()
+
+    def recorded():
+        return Analyzer(tmp_path, tasks=("7class",)).analyze(image, "7class", explain=False).summary()["models"]
+
+    before = recorded()
+    card = read_card(tmp_path / "classifier_7class.h5")
+    card["referral"]["malignant_probability"] = 0.3
+    write_card(tmp_path / "classifier_7class.h5", card)
+    after = recorded()
+    assert after["classifier"]["sha256"] == before["classifier"]["sha256"]
+    assert after["classifier"]["card"] != before["classifier"]["card"]
+    assert after["segmenter"] == before["segmenter"]
