@@ -284,6 +284,71 @@ def test_label_set_loss_ignores_classes_a_source_does_not_have():
     assert float(loss(only_two, probabilities)) == pytest.approx(-np.log(0.3 / 0.5), rel=1e-5)
 
 
+def test_distillation_blends_the_labels_loss_with_the_teachers():
+    """With a teacher's part the loss is (1 - d) x the labels' loss + d x the cross-entropy
+    against the teacher's probabilities over every class, also the classes the image's
+    source does not have; a batch without that part (validation) gets the labels' loss."""
+    from training.common import label_set_crossentropy
+    probabilities = np.array([[0.5, 0.3, 0.2]], np.float32)
+    one_hot = np.array([[0.0, 1.0, 0.0]], np.float32)
+    only_two = np.array([[0.0, 1.0, 1.0]], np.float32)
+    teacher = np.array([[0.6, 0.1, 0.3]], np.float32)
+    labels_loss = -np.log(0.3 / 0.5)
+    teachers_loss = -(teacher * np.log(probabilities)).sum()
+    taught = np.concatenate([one_hot, only_two, teacher], 1)
+    for share in (0.0, 0.3, 1.0):
+        loss = label_set_crossentropy()(label_smoothing=0.0, distillation=share)
+        assert float(loss(taught, probabilities)) == pytest.approx(
+            (1 - share) * labels_loss + share * teachers_loss, rel=1e-5)
+        assert float(loss(taught[:, :6], probabilities)) == pytest.approx(labels_loss, rel=1e-5)
+
+
+def test_mixup_blends_the_teachers_probabilities_by_the_images_share():
+    import tensorflow as tf
+    from training.augment import mixup
+    classes = 3
+    images = tf.constant(np.arange(4, dtype=np.float32)[:, None, None, None] * np.ones((4, 2, 2, 3), np.float32))
+    teacher = np.random.default_rng(0).dirichlet(np.ones(classes), 4).astype(np.float32)
+    targets = tf.constant(np.concatenate([np.eye(classes, dtype=np.float32)[[0, 1, 2, 0]],
+                                          np.ones((4, classes), np.float32), teacher], 1))
+    mixed, mixed_targets, _ = (t.numpy() for t in mixup(images, targets, tf.ones(4), classes, 0.4))
+    partner = [3, 2, 1, 0]
+    share = (mixed[:, 0, 0, 0] - np.array(partner)) / (np.arange(4) - np.array(partner))
+    assert mixed_targets.shape == (4, 3 * classes)
+    assert mixed_targets[:, 2 * classes:] == pytest.approx(
+        share[:, None] * teacher + (1 - share[:, None]) * teacher[partner], abs=1e-5)
+
+
+def test_a_distilled_classifier_records_its_teachers_and_refuses_one_that_looks_otherwise(
+        tiny_ham10000, tmp_path, monkeypatch):
+    """A teacher trained as the student is taught from (its sha256 and share in the card); a
+    teacher with another crop mode would teach from crops it never saw, and is refused."""
+    from skinlesion.cards import sha256_of
+    from training import train_classifier
+
+    def train(name, *extra):
+        out = tmp_path / name / "classifier_3class.h5"
+        train_classifier.main(["--data", str(tiny_ham10000), "--task", "3class", "--arch", "sequential",
+                               "--out", str(out), "--run-dir", str(tmp_path / name / "run"),
+                               "--cache-dir", str(tmp_path / "cache"), "--input-size", "48",
+                               "--epochs", "1", "--batch-size", "4", "--workers", "1", *extra])
+        return out
+
+    teacher = train("teacher", "--crop-mode", "masked")
+    student = train("student", "--crop-mode", "masked", "--teacher", str(teacher), "--distill", "0.5")
+    distillation = load_checked_model(student)[1]["training"]["distillation"]
+    assert distillation["share_of_loss"] == 0.5
+    assert distillation["teachers"] == [{"file": str(teacher), "sha256": sha256_of(teacher)}]
+    # The teachers' probabilities are kept: another run on the same crops reads them back.
+    kept = list((tmp_path / "cache").glob("teachers-*.npy"))
+    assert len(kept) == 1 and np.load(kept[0]).sum(1) == pytest.approx(1.0, abs=1e-5)
+    monkeypatch.setattr(train_classifier, "teacher_probabilities", None)  # would fail if called
+    train("again", "--crop-mode", "masked", "--teacher", str(teacher), "--distill", "0.5")
+    monkeypatch.undo()
+    with pytest.raises(SystemExit, match="looks at lesions otherwise"):
+        train("refused", "--crop-mode", "crop", "--teacher", str(teacher))
+
+
 def write_melanoma_scores(path, rows):
     """An evaluate probabilities.csv of 7 classes where P(mel) + P(nv) = 1: rows (source, label, p_mel)."""
     import csv

@@ -176,18 +176,22 @@ def recipe_geometry(recipe, crop_mode, fill_mode):
 
 def mixup(images, targets, weights, num_classes, alpha):
     """Each image of a batch blended with another's (mixup, Zhang et al. 2018), a share
-    lambda ~ Beta(alpha, alpha) per image. targets are [one-hot | allowed classes]: the
-    one-hot parts and the loss weights blend by the same share, the allowed classes join
-    (an ISIC 2017 nevus blended with a HAM10000 bcc may be either)."""
+    lambda ~ Beta(alpha, alpha) per image. targets are [one-hot | allowed classes] or
+    [one-hot | allowed | teacher's probabilities]: the one-hot and teacher's parts and the
+    loss weights blend by the same share, the allowed classes join (an ISIC 2017 nevus
+    blended with a HAM10000 bcc may be either)."""
     partner = tf.reverse(tf.range(tf.shape(images)[0]), [0])
     first = tf.random.gamma(tf.shape(weights), alpha)
     share = first / (first + tf.random.gamma(tf.shape(weights), alpha))
     images = images * share[:, None, None, None] + tf.gather(images, partner) * (1 - share[:, None, None, None])
-    one_hot, allowed = targets[:, :num_classes], targets[:, num_classes:]
-    one_hot = one_hot * share[:, None] + tf.gather(one_hot, partner) * (1 - share[:, None])
+
+    def blend(part):
+        return part * share[:, None] + tf.gather(part, partner) * (1 - share[:, None])
+
+    one_hot, allowed = targets[:, :num_classes], targets[:, num_classes:2 * num_classes]
     allowed = tf.maximum(allowed, tf.gather(allowed, partner))
     weights = weights * share + tf.gather(weights, partner) * (1 - share)
-    return images, tf.concat([one_hot, allowed], axis=1), weights
+    return images, tf.concat([blend(one_hot), allowed, blend(targets[:, 2 * num_classes:])], axis=1), weights
 
 
 RECIPE_DESCRIPTIONS = {

@@ -145,33 +145,44 @@ def cosine_schedule(base_lr, total_epochs, warmup=1, floor=0.02):
 
 
 def label_set_crossentropy():
-    """A Keras loss: cross-entropy over the classes a sample's source can have.
+    """A Keras loss: cross-entropy over the classes a sample's source can have, optionally
+    blended with a teacher's probabilities (knowledge distillation).
 
-    y_true holds [one-hot | allowed-classes mask]. A data set that has only some classes
-    (ISIC 2017: mel, nv, bkl) then teaches which of those its image is, never that an image
-    that looks like it cannot be a basal cell carcinoma: the softmax is renormalised over
-    the allowed classes before the log. With every class allowed it is the usual loss.
+    y_true holds [one-hot | allowed-classes mask] or [one-hot | allowed | teacher's
+    probabilities]. A data set that has only some classes (ISIC 2017: mel, nv, bkl) then
+    teaches which of those its image is, never that an image that looks like it cannot be a
+    basal cell carcinoma: the softmax is renormalised over the allowed classes before the
+    log. With every class allowed it is the usual loss. With `distillation` d > 0 the loss is
+    (1 - d) times that plus d times the cross-entropy against the teacher's probabilities
+    over every class (a teacher knows all of them, also for an ISIC 2017 image).
     """
     import keras
     from keras import ops
 
     @keras.saving.register_keras_serializable("skinlesion")
     class LabelSetCrossentropy(keras.losses.Loss):
-        def __init__(self, label_smoothing=0.0, name="label_set_crossentropy", **kwargs):
+        def __init__(self, label_smoothing=0.0, distillation=0.0, name="label_set_crossentropy", **kwargs):
             super().__init__(name=name, **kwargs)
             self.label_smoothing = float(label_smoothing)
+            self.distillation = float(distillation)
 
         def call(self, y_true, y_pred):
-            classes = ops.shape(y_pred)[-1]
-            target, allowed = y_true[:, :classes], y_true[:, classes:]
+            classes = y_pred.shape[-1]
+            target, allowed = y_true[:, :classes], y_true[:, classes:2 * classes]
             kept = y_pred * allowed
             kept = kept / ops.maximum(ops.sum(kept, axis=-1, keepdims=True), 1e-7)
             spread = allowed / ops.sum(allowed, axis=-1, keepdims=True)
             target = target * (1.0 - self.label_smoothing) + self.label_smoothing * spread
-            return -ops.sum(target * ops.log(ops.clip(kept, 1e-7, 1.0)), axis=-1)
+            labels = -ops.sum(target * ops.log(ops.clip(kept, 1e-7, 1.0)), axis=-1)
+            if not self.distillation or y_true.shape[-1] == 2 * y_pred.shape[-1]:
+                return labels  # (validation batches carry no teacher's part)
+            teacher = y_true[:, 2 * classes:]
+            taught = -ops.sum(teacher * ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
+            return (1.0 - self.distillation) * labels + self.distillation * taught
 
         def get_config(self):
-            return {**super().get_config(), "label_smoothing": self.label_smoothing}
+            return {**super().get_config(), "label_smoothing": self.label_smoothing,
+                    "distillation": self.distillation}
 
     return LabelSetCrossentropy
 

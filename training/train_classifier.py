@@ -46,6 +46,8 @@ AUGMENT = "basic"  # basic | lamp | other_clinic | framing | optics (training/au
 LABEL_SETS = "all"  # source: a source's images are scored only among the classes it has
 LABEL_SMOOTHING = 0.05
 MIXUP = 0.0  # alpha of mixup's Beta(alpha, alpha) blend share (0: off)
+TEACHERS = []  # classifier files whose averaged probabilities the model also learns from
+DISTILLATION = 0.7  # with teachers: the teachers' share of the loss, the labels' is the rest
 FILL_MODE = "reflect"  # corners of rotated/zoomed crops in basic, lamp, optics (training/augment.py)
 MAX_IMAGE_SIDE = "median"  # larger images shrunk to the training images' median side (image_side.py)
 VAL_FRACTION = 0.15
@@ -88,6 +90,12 @@ def parse_args(argv=None):
                         "crop's corners; framing and other_clinic extend the nearest colour of masked crops")
     p.add_argument("--mixup", type=float, default=MIXUP,
                    help="blend each training image with another, share ~ Beta(alpha, alpha) (0: off)")
+    p.add_argument("--teacher", nargs="+", default=TEACHERS, metavar="MODEL",
+                   help="distil these classifiers (same classes, crop mode, preprocessing and "
+                        "image side): their probabilities, averaged over them and their test-time "
+                        "views on each training crop, are a second target")
+    p.add_argument("--distill", type=float, default=DISTILLATION,
+                   help="with --teacher: the teachers' share of the loss (0-1)")
     p.add_argument("--max-image-side", default=MAX_IMAGE_SIDE, choices=["median", "none"],
                    help="shrink larger images to the training images' median longer side, in "
                         "training and at serving (training.image_side)")
@@ -113,23 +121,29 @@ def parse_args(argv=None):
     p.add_argument("--note", default="", help="free text recorded in the model card")
     args = p.parse_args(argv)
     args.train_seed = args.seed if args.train_seed is None else args.train_seed
+    if not 0.0 <= args.distill <= 1.0:
+        p.error("--distill is a share of the loss, from 0 to 1")
+    args.distill = args.distill if args.teacher else 0.0
     args.out = args.out or f"models/{classifier_file(args.task)}"
     args.run_dir = args.run_dir or f"runs/classifier_{args.task}"
     return args
 
 
 def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None,
-                  recipe="basic", crop_mode="masked", allowed=None, mixup=0.0, fill_mode=FILL_MODE):
-    """Batches of (image, [one-hot | allowed classes][, weight]); training batches shuffled
-    and augmented, then blended by mixup if `mixup` (its alpha) > 0. `allowed`: (N, classes)
-    0/1, the classes each image's source can have (default: all). fill_mode: the basic
+                  recipe="basic", crop_mode="masked", allowed=None, mixup=0.0, fill_mode=FILL_MODE,
+                  taught=None):
+    """Batches of (image, [one-hot | allowed classes[ | teachers' probabilities]][, weight]);
+    training batches shuffled and augmented, then blended by mixup if `mixup` (its alpha) > 0.
+    `allowed`: (N, classes) 0/1, the classes each image's source can have (default: all).
+    `taught`: (N, classes), the teachers' probabilities of each image (distillation). fill_mode: the basic
     geometry's filling; "reflect" mirrors the lesion of a masked crop into its corners, which
     serving crops never show (docs/evaluation/other_clinics.md)."""
     import tensorflow as tf
     from training import augment
     allowed = np.ones((len(labels), num_classes), np.float32) if allowed is None else allowed
     targets = np.concatenate([np.eye(num_classes, dtype=np.float32)[labels],
-                              np.asarray(allowed, np.float32)], axis=1)
+                              np.asarray(allowed, np.float32)]
+                             + ([] if taught is None else [np.asarray(taught, np.float32)]), axis=1)
     if not training:
         data = tf.data.Dataset.from_tensor_slices((images, targets))
         return data.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch_size).prefetch(2)
@@ -188,6 +202,48 @@ def allowed_classes(samples, classes, label_sets):
     for sample in samples:
         present.setdefault(sample.source, set()).add(sample.label)
     return np.array([[c in present[s.source] for c in classes] for s in samples], np.float32)
+
+
+def teacher_probabilities(paths, crops, classes, steps, crop_mode, max_side, chunk=32):
+    """(N, classes): the teachers' probabilities of the training crops, averaged over the
+    teachers and each one's test-time views (calibrated where its card has a temperature).
+    A teacher must look at a lesion as the student does (classes, crop mode, preprocessing,
+    image side); a crop is resized to the teacher's input size when it differs. Small chunks:
+    a chunk's test-time views go through the network at once (256 crops took 10 GB)."""
+    from skinlesion.classify import load_classifier
+    from skinlesion.regions import resize_rgb
+    total = np.zeros((len(crops), len(classes)))
+    for path in paths:
+        teacher = load_classifier(path)
+        seen = (teacher.classes, teacher.crop_mode, tuple(teacher.steps), teacher.max_image_side)
+        wanted = (tuple(classes), crop_mode, tuple(steps), max_side)
+        if seen != wanted:
+            raise SystemExit(f"Teacher {path} looks at lesions otherwise (classes, crop mode, "
+                             f"preprocessing, image side: {seen}) than this model ({wanted}).")
+        for start in range(0, len(crops), chunk):
+            batch = crops[start:start + chunk]
+            if batch.shape[1] != teacher.size:
+                batch = np.stack([resize_rgb(crop, teacher.size, teacher.size) for crop in batch])
+            total[start:start + chunk] += teacher.probabilities(batch)
+        print(f"teacher {path}: done", flush=True)
+    return (total / len(paths)).astype(np.float32)
+
+
+def cached_teacher_probabilities(paths, crops, cache_dir, **looks):
+    """teacher_probabilities, kept in the cache folder under the teachers' sha256 and a digest
+    of the crops: a --resume (or another run on the same crops) does not pass them through
+    the teachers again (10-20 minutes on one shared core for 9,175 crops and three teachers)."""
+    import hashlib
+    from skinlesion.cards import sha256_of
+    digest = hashlib.sha256(" ".join(sha256_of(path) for path in paths).encode())
+    digest.update(np.ascontiguousarray(crops).data)
+    path = Path(cache_dir) / f"teachers-{digest.hexdigest()[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
+    taught = teacher_probabilities(paths, crops, **looks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, taught)
+    return taught
 
 
 def segmenter_masks(samples, unet_path, folder):
@@ -269,6 +325,11 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
                      "source_balance_power": args.source_balance,
                      "loss": "cross-entropy" + (" over each source's own classes"
                                                 if args.label_sets == "source" else ""),
+                     "distillation": {"teachers": [{"file": path, "sha256": sha256_of(path)} for path in args.teacher],
+                                      "share_of_loss": args.distill,
+                                      "targets": "the teachers' probabilities averaged over them and their "
+                                                 "test-time views, on each training crop before augmentation"}
+                     if args.teacher else None,
                      "label_smoothing": args.label_smoothing, "mixup_alpha": args.mixup or None,
                      "batch_size": args.batch_size,
                      "lr": args.lr, "seed": args.train_seed, "schedule": "warm-up + cosine", "optimizer": "AdamW",
@@ -327,6 +388,9 @@ def main(argv=None):
     val_sources = np.array([s.source for s in val])
     allowed = allowed_classes(train, classes, args.label_sets)
     loss_class = label_set_crossentropy()  # registered before --resume loads a checkpoint
+    taught = (cached_teacher_probabilities(args.teacher, train_x, args.cache_dir, classes=classes, steps=steps,
+                                           crop_mode=args.crop_mode, max_side=image_side and image_side["pixels"])
+              if args.teacher else None)
 
     def build():
         model = build_classifier(args.arch, len(classes), args.input_size)
@@ -336,7 +400,8 @@ def main(argv=None):
         print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
         model.compile(optimizer=keras.optimizers.AdamW(args.lr, weight_decay=WEIGHT_DECAY, use_ema=args.ema > 0,
                                                        ema_momentum=args.ema or 0.99),
-                      loss=loss_class(label_smoothing=args.label_smoothing), weighted_metrics=[])
+                      loss=loss_class(label_smoothing=args.label_smoothing, distillation=args.distill),
+                      weighted_metrics=[])
         return model
 
     def evaluate(current):
@@ -357,7 +422,7 @@ def main(argv=None):
     best, state, minutes = fit_best(
         args, build,
         make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.train_seed, weights,
-                      args.augment, args.crop_mode, allowed, args.mixup, args.fill_mode),
+                      args.augment, args.crop_mode, allowed, args.mixup, args.fill_mode, taught),
         make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
         "val_balanced_accuracy", evaluate,
         callbacks=[keras.callbacks.SwapEMAWeights()] if args.ema > 0 else [])  # val_loss on the average too
