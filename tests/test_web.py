@@ -253,6 +253,31 @@ def test_odd_but_valid_images_are_analysed(client, app, name):
     assert all(".." not in n and "/" not in n and "passwd" not in n for n in stored)
 
 
+def sliver_segmentations():
+    """What a U-Net can draw that is no proper region: a found mask one pixel thick, and one
+    whose outline from the averaged flips vanished (the measured outline is then empty)."""
+    from skinlesion.segment import Segmentation
+    sliver = np.zeros((150, 200), bool)
+    sliver[75, 20:180] = True
+    return {"one pixel thick": Segmentation(sliver, True, "", sliver.copy()),
+            "outline vanished": Segmentation(sliver, True, "", np.zeros_like(sliver))}
+
+
+@pytest.mark.parametrize("drawn", list(sliver_segmentations()))
+def test_a_sliver_of_a_lesion_is_analysed_and_shown(client, app, monkeypatch, drawn):
+    # CI once got a 500 here: a random test U-Net drew a sliver whose smoothed outline was empty.
+    monkeypatch.setattr(app.extensions["skinlesion"].analyzer, "segment",
+                        lambda image: sliver_segmentations()[drawn])
+    response = post_api(client, jpeg_bytes())
+    assert response.status_code == 200
+    body = response.get_json()
+    page = client.get(body["report_url"])
+    assert page.status_code == 200 and body["id"] in page.data.decode()
+    measured = body["lesion"]["measurements"]
+    assert (measured is None) == (drawn == "outline vanished")
+    assert ("too thin to measure" in page.data.decode()) == (measured is None)
+
+
 def test_percent_never_reads_zero_or_hundred_when_it_is_not():
     from webapp.pages import percent
     values = (0.0, 0.002, 0.005, 0.012, 0.42, 0.991, 0.996, 1.0)
