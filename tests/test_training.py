@@ -31,15 +31,18 @@ def test_train_segmenter_one_epoch(tiny_ham10000, tmp_path):
 
 @pytest.mark.parametrize("task, arch, extra", [("7class", "mobilenetv2", []),
                                                ("3class", "sequential", ["--mixup", "0.4"])])
-def test_train_classifier_one_epoch(tiny_ham10000, tmp_path, task, arch, extra):
+def test_train_classifier_one_epoch(tiny_models, tiny_ham10000, tmp_path, task, arch, extra):
     from training import train_classifier
     out = tmp_path / f"classifier_{task}.h5"
+    if arch == "mobilenetv2":  # starts from a backbone: its early layers frozen, said in the card
+        extra = ["--init", str(tiny_models / "classifier_7class.h5"), "--freeze-through", "block_2_add"]
     train_classifier.main(["--data", str(tiny_ham10000), "--task", task, "--arch", arch,
                            "--out", str(out), "--run-dir", str(tmp_path / "run"),
                            "--cache-dir", str(tmp_path / "cache"), "--input-size", "64",
                            "--epochs", "1", "--batch-size", "4", "--workers", "1", *extra])
     model, card = load_checked_model(out)
-    assert card["training"]["mixup_alpha"] == (0.4 if extra else None)
+    assert card["training"]["mixup_alpha"] == (0.4 if arch == "sequential" else None)
+    assert card["training"]["frozen_through"] == ("block_2_add" if arch == "mobilenetv2" else None)
     assert card["max_image_side"]["pixels"] == 200  # the synthetic images are 200x150
     classes = [c["code"] for c in card["classes"]]
     assert len(classes) == (7 if task == "7class" else 3)

@@ -129,6 +129,11 @@ def parse_args(argv=None):
     return args
 
 
+def starts_pretrained(args):
+    """Whether the run copies a backbone's weights (and then freezes its early layers)."""
+    return args.arch == "mobilenetv2" and args.init != "none"
+
+
 def make_pipeline(images, labels, num_classes, batch_size, training, seed, weights=None,
                   recipe="basic", crop_mode="masked", allowed=None, mixup=0.0, fill_mode=FILL_MODE,
                   taught=None):
@@ -330,6 +335,7 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
                                       "targets": "the teachers' probabilities averaged over them and their "
                                                  "test-time views, on each training crop before augmentation"}
                      if args.teacher else None,
+                     "frozen_through": args.freeze_through if starts_pretrained(args) else None,
                      "label_smoothing": args.label_smoothing, "mixup_alpha": args.mixup or None,
                      "batch_size": args.batch_size,
                      "lr": args.lr, "seed": args.train_seed, "schedule": "warm-up + cosine", "optimizer": "AdamW",
@@ -394,7 +400,7 @@ def main(argv=None):
 
     def build():
         model = build_classifier(args.arch, len(classes), args.input_size)
-        pretrained = args.arch == "mobilenetv2" and args.init != "none"
+        pretrained = starts_pretrained(args)
         copied = initialise_backbone(model, args.init, args.input_size) if pretrained else 0
         frozen = freeze_through(model, args.freeze_through) if pretrained else 0
         print(f"init {args.init}: {copied} layers copied, {frozen} frozen", flush=True)
