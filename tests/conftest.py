@@ -39,11 +39,16 @@ def lesion_image():
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """A models/ folder of tiny random-weight models with proper cards (fast to build)."""
+    """A models/ folder of tiny random-weight models with proper cards (fast to build). Seeded:
+    the same random models on every run, so a test cannot pass or fail by the draw (CI once
+    drew a U-Net that outlined a one-pixel sliver; test_segment_measure and test_web now test
+    that case on purpose)."""
+    import keras
     from skinlesion.classes import DISPLAY_NAMES, TASKS
     from skinlesion.cards import write_card
     from skinlesion.models import build_mobilenet_classifier, build_unet
     folder = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
     unet = build_unet((64, 64, 3), decoder_filters=(16, 16, 8, 8))
     unet.save(folder / "unet.h5")
     write_card(folder / "unet.h5", {"task": "segmentation", "name": "tiny U-Net", "version": "test",
