@@ -265,7 +265,8 @@ def sliver_segmentations():
 
 @pytest.mark.parametrize("drawn", list(sliver_segmentations()))
 def test_a_sliver_of_a_lesion_is_analysed_and_shown(client, app, monkeypatch, drawn):
-    # CI once got a 500 here: a random test U-Net drew a sliver whose smoothed outline was empty.
+    # CI once got a 500 from test_odd_but_valid_images_are_analysed: a random test U-Net drew a
+    # sliver whose smoothed outline was empty.
     monkeypatch.setattr(app.extensions["skinlesion"].analyzer, "segment",
                         lambda image: sliver_segmentations()[drawn])
     response = post_api(client, jpeg_bytes())
