@@ -1,6 +1,7 @@
 """A 1-epoch training run on a handful of images yields a loadable model and an honest card."""
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ def test_train_segmenter_one_epoch(tiny_ham10000, tmp_path):
     train_segmenter.main(["--data", str(tiny_ham10000), "--out", str(out), "--run-dir",
                           str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
                           "--input-shape", "64x64", "--epochs", "1", "--batch-size", "4",
-                          "--workers", "1"])
+                          "--workers", "1", "--no-deterministic"])
     model, card = load_checked_model(out)
     assert model.output_shape == (None, 64, 64, 1)
     assert card["task"] == "segmentation" and card["epochs"]["trained"] == 1
@@ -24,9 +25,59 @@ def test_train_segmenter_one_epoch(tiny_ham10000, tmp_path):
     train_segmenter.main(["--data", str(tiny_ham10000), "--out", str(out), "--run-dir",
                           str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
                           "--input-shape", "64x64", "--epochs", "2", "--batch-size", "4",
-                          "--workers", "1", "--resume"])
+                          "--workers", "1", "--no-deterministic", "--resume"])
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert [row["epoch"] for row in state["history"]] == [1, 2]
+
+
+# In-process runs above and below take --no-deterministic: op determinism is process-wide, and
+# would otherwise hold for every later test. The default is tested in processes of its own here.
+ROOT = Path(__file__).resolve().parents[1]
+
+AUGMENTED_BATCHES = """
+import hashlib, numpy as np
+from training.common import seed_training
+from training.train_classifier import make_pipeline
+seed_training(3, deterministic=True)
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 255, (512, 64, 64, 3), dtype=np.uint8), rng.integers(0, 3, 512)
+digest = hashlib.sha256()
+for batch, _, _ in make_pipeline(images, labels, 3, 32, True, 3, np.ones(512), "basic", "masked"):
+    digest.update(batch.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_the_augmented_batches_are_drawn_alike_in_every_process_with_the_same_seed():
+    """The cause of runs that differed: the basic recipe augments batches in parallel map calls,
+    each drawing from one random stream in whatever order the threads reach it. Without
+    determinism, three processes gave three different digests here."""
+    import subprocess
+    import sys
+    digests = {subprocess.run([sys.executable, "-c", AUGMENTED_BATCHES], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip() for _ in range(2)}
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_a_run_repeated_with_its_seed_is_the_same_model_and_another_seed_is_not(tiny_ham10000, tmp_path):
+    """Same seed, same weights: initialisation, order, augmentation and card alike."""
+    import subprocess
+    import sys
+
+    def train(name, seed):
+        out = tmp_path / name / "classifier_3class.h5"
+        subprocess.run([sys.executable, "-m", "training.train_classifier", "--data", str(tiny_ham10000),
+                        "--task", "3class", "--arch", "sequential", "--out", str(out),
+                        "--run-dir", str(tmp_path / name / "run"), "--cache-dir", str(tmp_path / "cache"),
+                        "--input-size", "48", "--epochs", "2", "--batch-size", "4", "--workers", "1",
+                        "--threads", "2", "--train-seed", str(seed)],
+                       cwd=ROOT, check=True, capture_output=True)
+        return load_checked_model(out)
+
+    (first, card), (again, _), (other, _) = train("first", 3), train("again", 3), train("other", 4)
+    assert card["deterministic"] and card["reproducible"] and card["resumed_after_epochs"] == []
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(first.get_weights(), other.get_weights()))
 
 
 @pytest.mark.parametrize("task, arch, extra", [("7class", "mobilenetv2", []),
@@ -39,7 +90,7 @@ def test_train_classifier_one_epoch(tiny_models, tiny_ham10000, tmp_path, task, 
     train_classifier.main(["--data", str(tiny_ham10000), "--task", task, "--arch", arch,
                            "--out", str(out), "--run-dir", str(tmp_path / "run"),
                            "--cache-dir", str(tmp_path / "cache"), "--input-size", "64",
-                           "--epochs", "1", "--batch-size", "4", "--workers", "1", *extra])
+                           "--epochs", "1", "--batch-size", "4", "--workers", "1", "--no-deterministic", *extra])
     model, card = load_checked_model(out)
     assert card["training"]["mixup_alpha"] == (0.4 if arch == "sequential" else None)
     assert card["training"]["frozen_through"] == ("block_2_add" if arch == "mobilenetv2" else None)
@@ -334,7 +385,7 @@ def test_a_distilled_classifier_records_its_teachers_and_refuses_one_that_looks_
         train_classifier.main(["--data", str(tiny_ham10000), "--task", "3class", "--arch", "sequential",
                                "--out", str(out), "--run-dir", str(tmp_path / name / "run"),
                                "--cache-dir", str(tmp_path / "cache"), "--input-size", "48",
-                               "--epochs", "1", "--batch-size", "4", "--workers", "1", *extra])
+                               "--epochs", "1", "--batch-size", "4", "--workers", "1", "--no-deterministic", *extra])
         return out
 
     teacher = train("teacher", "--crop-mode", "masked")

@@ -21,6 +21,29 @@ def configure_threads(threads):
     configure(threads, inter_op=max(1, min(2, threads)))
 
 
+def add_determinism_argument(parser):
+    import argparse
+    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                        help="same seed, same model: deterministic ops and augmentation draws taken in "
+                             "order (slower input pipeline); --no-deterministic runs them in parallel")
+
+
+def seed_training(seed, deterministic):
+    """Seed Python, NumPy and TensorFlow; if `deterministic`, also make TensorFlow's ops and
+    tf.data deterministic (maps with random ops run serially, in order).
+
+    Why: without it a run repeated with the same seed was another model — the augmentation's
+    random draws were taken by parallel map calls in whatever order threads finished — and
+    differed from its first run by as much as two seeds do (docs/evaluation/other_clinics.md).
+    A run resumed from a checkpoint restarts the random streams, so it is not the twin of an
+    uninterrupted one; the card says so (`reproducible`)."""
+    import keras
+    import tensorflow as tf
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def distribution_strategy():
     """All visible GPUs under MirroredStrategy; the default (CPU) strategy otherwise."""
     import tensorflow as tf
@@ -204,6 +227,8 @@ def fit_best(args, build, train_data, val_data, monitor, evaluate, callbacks=(),
     with distribution_strategy().scope():
         if args.resume and run.last.is_file():
             model = keras.models.load_model(run.last, custom_objects=custom_objects)
+            if state["epoch"] < args.epochs:
+                state.setdefault("resumed_after_epochs", []).append(state["epoch"])
             print(f"resumed from {run.last} after epoch {state['epoch']}", flush=True)
         else:
             model = build()
@@ -230,6 +255,10 @@ def training_record(args, state, minutes):
     """The card's account of a run: init, note, epochs, minutes and per-epoch history."""
     return {"init": args.init, "note": args.note or None,
             "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
+            "deterministic": args.deterministic,
+            # a resume restarts the random streams: such a run cannot be repeated bit for bit
+            "reproducible": args.deterministic and not state.get("resumed_after_epochs"),
+            "resumed_after_epochs": state.get("resumed_after_epochs", []),
             "training_minutes_this_run": round(minutes, 1),
             "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),
             "history": state["history"]}

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from skinlesion.cards import SEGMENTER_FILE, classifier_file
-from training.common import (cached_arrays, class_weights, configure_threads, fit_best,
-                             label_set_crossentropy, ship, training_record)
+from training.common import (add_determinism_argument, cached_arrays, class_weights, configure_threads,
+                             fit_best, label_set_crossentropy, seed_training, ship, training_record)
 
 # --- settings (each one is also a flag) -----------------------------------------------
 DATA = ["../shared/data/ham10000"]
@@ -118,6 +118,7 @@ def parse_args(argv=None):
     p.add_argument("--tta", default=TEST_TIME_AUGMENTATION, choices=TTA_MODES,
                    help="test-time views averaged at validation and serving (recorded in the card)")
     p.add_argument("--resume", action="store_true")
+    add_determinism_argument(p)
     p.add_argument("--note", default="", help="free text recorded in the model card")
     args = p.parse_args(argv)
     args.train_seed = args.seed if args.train_seed is None else args.train_seed
@@ -364,7 +365,7 @@ def main(argv=None):
                                    referral_threshold)
     from training.image_side import image_sides, max_image_side_entry
 
-    keras.utils.set_random_seed(args.train_seed)
+    seed_training(args.train_seed, args.deterministic)
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     classes = task_classes(args.task)

@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from skinlesion.cards import SEGMENTER_FILE
-from training.common import cached_arrays, configure_threads, fit_best, ship, training_record
+from training.common import (add_determinism_argument, cached_arrays, configure_threads, fit_best, seed_training,
+                             ship, training_record)
 
 # --- settings (each one is also a flag) -----------------------------------------------
 DATA = "../shared/data/ham10000"
@@ -52,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=THREADS)
     p.add_argument("--workers", type=int, default=2, help="processes preparing images")
     p.add_argument("--resume", action="store_true")
+    add_determinism_argument(p)
     p.add_argument("--note", default="", help="free text recorded in the model card")
     return p.parse_args(argv)
 
@@ -127,7 +129,7 @@ def main(argv=None):
     from skinlesion.preprocess import parse_steps
     from training.evaluate import evaluate_segmenter
 
-    keras.utils.set_random_seed(args.seed)
+    seed_training(args.seed, args.deterministic)
     steps = parse_steps(args.steps)
     input_shape = tuple(int(v) for v in args.input_shape.lower().split("x"))
     samples = [s for s in read_dataset(args.data) if s.mask is not None]
