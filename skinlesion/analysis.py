@@ -175,6 +175,9 @@ class Analyzer:
             ood_score, unusual, unusual_reasons = None, False, []
             uncertain_reasons = (["no class reaches 50% probability"]
                                  if float(probabilities.max()) < LOW_CONFIDENCE else [])
+        measurements = measure_lesion(image, segmentation.outline) if segmentation.found else None
+        if segmentation.found and measurements is None:  # a sliver: its crop is no sure lesion either
+            uncertain_reasons = [*uncertain_reasons, "the lesion's outline is too thin to measure"]
         reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons,
                                ood_score, segmentation.reason)
         warnings = [] if reliability.state == "confident" else [reliability.message]
@@ -188,7 +191,7 @@ class Analyzer:
             referral_basis=classifier.referral,
             suspicious=threshold is not None and malignant >= threshold,
             low_confidence=reliability.uncertain, reliability=reliability,
-            measurements=measure_lesion(image, segmentation.outline) if segmentation.found else None,
+            measurements=measurements,
             model_versions={"segmenter": self._versions["segmenter"], "classifier": self._versions[task]},
             gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
             gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings)

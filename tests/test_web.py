@@ -277,6 +277,9 @@ def test_a_sliver_of_a_lesion_is_analysed_and_shown(client, app, monkeypatch, dr
     measured = body["lesion"]["measurements"]
     assert (measured is None) == (drawn == "outline vanished")
     assert ("too thin to measure" in page.data.decode()) == (measured is None)
+    if measured is None:  # whatever the classifier said, the page does not read "Confident"
+        assert body["reliability"]["state"] == "uncertain"
+        assert "outline is too thin to measure" in body["reliability"]["message"]
 
 
 def test_percent_never_reads_zero_or_hundred_when_it_is_not():
