@@ -11,7 +11,7 @@ together, so the classifier is not run twice per image. Drawing the maps is
 import cv2
 import numpy as np
 
-from .models import LAST_CONV_LAYERS, LOGITS_LAYER
+from .models import LAST_CONV_LAYERS, LOGITS_LAYER, member_last_conv_names
 from .overlays import EMPTY_MAP_EPSILON
 
 
@@ -22,6 +22,13 @@ def last_conv_layer(model):
             return model.get_layer(name)
     raise ValueError("The classifier has no known last convolutional layer "
                      f"({', '.join(LAST_CONV_LAYERS)}): build it with skinlesion.models.")
+
+
+def grad_cam_layers(model):
+    """The maps Grad-CAM weighs: the last convolutional layer, or each member's for an
+    average of classifiers (their maps are summed: each member's share of the evidence)."""
+    members = member_last_conv_names(model)
+    return [model.get_layer(name) for name in members] if members else [last_conv_layer(model)]
 
 
 def normalise(heat):
@@ -45,8 +52,9 @@ class Explainer:
         size = model.input_shape[1:3]
         self.input_shape = (int(size[0]), int(size[1]))
         # Built once per model, never per request.
-        self._grad_model = keras.Model(model.inputs,
-                                       [last_conv_layer(model).output, model.get_layer(LOGITS_LAYER).output])
+        maps = [layer.output for layer in grad_cam_layers(model)]
+        self._grad_model = keras.Model(model.inputs, [*maps, model.get_layer(LOGITS_LAYER).output])
+        self._cam_grid = max((int(m.shape[1]), int(m.shape[2])) for m in maps)
         # One noisy copy by default: the page smooths the map over the lesion anyway
         # (overlays.legible_saliency), and each copy costs a forward and a backward pass
         # through the whole network, the dearest step of an analysis (docs/performance.md).
@@ -69,18 +77,25 @@ class Explainer:
         import tensorflow as tf
         count = tf.shape(views)[0]
         with tf.GradientTape() as tape:
-            all_features, all_logits = self._grad_model(tf.concat([views, others], 0), training=False)
-            features, logits = all_features[:count], all_logits[:count]
+            *all_maps, all_logits = self._grad_model(tf.concat([views, others], 0), training=False)
+            logits = all_logits[:count]
             probabilities = tf.reduce_mean(tf.nn.softmax(logits / self.temperature), axis=0)
             index = tf.where(class_index < 0, tf.cast(tf.argmax(probabilities), tf.int32), class_index)
             target = logits[0, index]
-        gradients = tape.gradient(target, all_features)[:1]
-        weights = tf.reduce_mean(gradients, axis=(1, 2))  # one weight per channel
-        cam = tf.nn.relu(tf.reduce_sum(features[:1] * weights[:, None, None, :], axis=-1))[0]
+        gradients = tape.gradient(target, all_maps)
+        cam = 0.0
+        for maps, grads in zip(all_maps, gradients):
+            weights = tf.reduce_mean(grads[:1], axis=(1, 2))  # one weight per channel
+            evidence = tf.reduce_sum(maps[:1] * weights[:, None, None, :], axis=-1)[..., None]
+            if tuple(evidence.shape[1:3]) != self._cam_grid:  # a smaller member's grid
+                evidence = tf.image.resize(evidence, self._cam_grid)
+            cam += evidence[0, ..., 0]
+        cam = tf.nn.relu(cam)
         # The pooled features (the classifier head's input), averaged over the views: what
         # the unusual-image score measures.
-        pooled = tf.reduce_mean(features, axis=(0, 1, 2))
-        return probabilities, cam, index, pooled, tf.reduce_mean(all_features[count:], axis=(1, 2))
+        pooled = tf.concat([tf.reduce_mean(maps[:count], axis=(0, 1, 2)) for maps in all_maps], 0)
+        other = tf.concat([tf.reduce_mean(maps[count:], axis=(1, 2)) for maps in all_maps], -1)
+        return probabilities, cam, index, pooled, other
 
     def _smoothgrad(self, image, class_index):
         import tensorflow as tf
@@ -89,7 +104,7 @@ class Explainer:
         noisy = tf.repeat(image, self.smoothgrad_samples, axis=0) + noise
         with tf.GradientTape() as tape:
             tape.watch(noisy)
-            _, logits = self._grad_model(noisy, training=False)
+            logits = self._grad_model(noisy, training=False)[-1]
             target = tf.reduce_sum(logits[:, class_index])
         gradients = tape.gradient(target, noisy)
         return tf.reduce_mean(tf.reduce_max(tf.abs(gradients), axis=-1), axis=0)

@@ -1,8 +1,9 @@
 """Model builders, backbone initialisation, model cards and checked loading.
 
 Every classifier is one flat functional graph (no nested sub-model), so Grad-CAM can
-reach the last convolutional layer, and it ends in a Dense layer named "logits"
-followed by a softmax: explanations are taken from the logits.
+reach the last convolutional layer, and it ends in a layer named "logits" followed by a
+softmax: explanations are taken from the logits. An average of classifiers is one such
+graph too (`build_average`): each member's layers, renamed, side by side.
 """
 import os
 
@@ -18,6 +19,7 @@ POOLED_LAYER = "pool"  # the pooled features the head reads
 MOBILENET_LAST_CONV = "out_relu"  # keras.applications.MobileNetV2's last activation
 SEQUENTIAL_LAST_CONV = "last_conv"
 LAST_CONV_LAYERS = (MOBILENET_LAST_CONV, SEQUENTIAL_LAST_CONV)
+MEMBER_PREFIX = "member{}_"  # an average's member i: its layers' names start so
 
 # U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
 UNET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu",
@@ -206,3 +208,87 @@ def freeze_through(model, layer_name):
     for layer in model.layers[: last + 1]:
         layer.trainable = False
     return last + 1
+
+
+@keras.saving.register_keras_serializable("skinlesion")
+class MeanProbabilityLogits(layers.Layer):
+    """The logits of an average of classifiers: (N, members x classes) member logits ->
+    (N, classes) log of the mean of the members' softmax probabilities. A softmax of these
+    is exactly that mean (the average as it was measured), and Grad-CAM and saliency are
+    taken from them as from one model's logits."""
+
+    def __init__(self, members, **kwargs):
+        super().__init__(**kwargs)
+        self.members = int(members)
+
+    def call(self, member_logits):
+        from keras import ops
+        per_member = ops.reshape(member_logits, (-1, self.members, member_logits.shape[-1] // self.members))
+        return ops.logsumexp(ops.log_softmax(per_member, axis=-1), axis=1) - ops.log(float(self.members))
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members}
+
+
+def _renamed_copy(model, tensor, prefix):
+    """`model`'s layers (weights included), renamed with `prefix`, built on `tensor`."""
+    def renamed(layer):
+        return layer.__class__.from_config({**layer.get_config(), "name": prefix + layer.name})
+
+    copy = keras.models.clone_model(model, input_tensors=tensor, clone_function=renamed)
+    for layer in model.layers:
+        if not isinstance(layer, layers.InputLayer):
+            copy.get_layer(prefix + layer.name).set_weights(layer.get_weights())
+    return copy
+
+
+def build_average(members):
+    """One flat classifier that averages the members' probabilities.
+
+    Its input is the largest member's; a smaller member sees the crop resized to its
+    own size inside the graph (bilinear with antialiasing: an area resize has no gradient for
+    the saliency map). "pool" concatenates the members' pooled features (what the
+    unusual-image score reads); one Dense layer holds every member's head side by side (its
+    kernel is block-diagonal: member i's logits read member i's features only), and
+    "logits" is the log of the members' mean probabilities."""
+    import numpy as np
+    size = max(int(member.input_shape[1]) for member in members)
+    classes = int(members[0].output_shape[-1])
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    pooled, kernels, biases = [], [], []
+    for index, member in enumerate(members):
+        prefix = MEMBER_PREFIX.format(index)
+        own = int(member.input_shape[1])
+        tensor = inputs if own == size else layers.Resizing(own, own, antialias=True,
+                                                            name=prefix + "resize")(inputs)
+        copy = _renamed_copy(member, tensor, prefix)
+        pooled.append(copy.get_layer(prefix + POOLED_LAYER).output)
+        kernel, bias = member.get_layer(LOGITS_LAYER).get_weights()
+        kernels.append(kernel)
+        biases.append(bias)
+    features = layers.Concatenate(name=POOLED_LAYER)(pooled)
+    heads = layers.Dense(classes * len(members), name="member_logits")
+    member_logits = heads(features)
+    rows = [kernel.shape[0] for kernel in kernels]
+    block = np.zeros((sum(rows), classes * len(members)), np.float32)
+    for index, kernel in enumerate(kernels):
+        start = sum(rows[:index])
+        block[start:start + rows[index], index * classes:(index + 1) * classes] = kernel
+    heads.set_weights([block, np.concatenate(biases)])
+    logits = MeanProbabilityLogits(len(members), name=LOGITS_LAYER)(member_logits)
+    probabilities = layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name="average_of_classifiers")
+
+
+def member_last_conv_names(model):
+    """The last convolutional layer of each member of an average, in member order (none for
+    a single model)."""
+    names = {layer.name for layer in model.layers}
+    found = []
+    for index in range(len(model.layers)):
+        prefix = MEMBER_PREFIX.format(index)
+        member = [prefix + name for name in LAST_CONV_LAYERS if prefix + name in names]
+        if not member:
+            break
+        found.append(member[0])
+    return found
