@@ -324,6 +324,20 @@ def test_referral_figures_count_flagged_melanomas_and_nevi():
     assert chosen["malignant_probability"] == 0.6 and chosen["melanoma_sensitivity"] == 0.75
 
 
+def test_a_rounded_referral_threshold_still_flags_the_melanoma_that_set_it():
+    """The card keeps four decimals; rounding 0.15806 to nearest (0.1581) would unflag it."""
+    from training.evaluate import referral_by_rule, referral_threshold
+    classes = ("bcc", "mel", "nv")
+    malignant = np.array([0.9, 0.8, 0.15806, 0.1, 0.05])
+    labels = np.array([1, 1, 1, 1, 2])
+    probabilities = np.stack([np.zeros(5), malignant, 1 - malignant], 1)
+    chosen = referral_threshold(labels, probabilities, classes, 0.75)
+    assert chosen["malignant_probability"] == 0.158 and chosen["melanoma_sensitivity"] == 0.75
+    sources = np.array(["a", "a", "a", "a", "a"])
+    assert referral_by_rule(labels, probabilities, sources, classes, 0.75, "every_source")[
+        "melanoma_sensitivity"] == 0.75
+
+
 def test_label_set_loss_ignores_classes_a_source_does_not_have():
     import keras
     from training.common import label_set_crossentropy
