@@ -16,7 +16,6 @@ The card lists the members (sha256, data, recipe, epochs, their own validation f
 leaves out every figure that would be the average's own: measure it with
 `training.fit_reliability` and `training.evaluate --update-card`.
 """
-import argparse
 import sys
 from datetime import date
 from pathlib import Path
@@ -33,15 +32,8 @@ MEMBER_RECORD = ("name", "version", "arch", "input_size", "init", "note", "data"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="classifier .h5 files (each with its card)")
-    p.add_argument("--out", required=True, help="the average's .h5 (its card is written beside it)")
-    p.add_argument("--note", default="", help="free text recorded in the card")
-    p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
-    if len(args.models) < 2:
-        p.error("an average needs at least two models")
-    return args
+    from training.common import combining_args
+    return combining_args(argv, __doc__, "average")
 
 
 def check_members(cards, paths):

@@ -21,6 +21,21 @@ def configure_threads(threads):
     configure(threads, inter_op=max(1, min(2, threads)))
 
 
+def combining_args(argv, description, what):
+    """Arguments of a script that makes one classifier from several (a soup, an average):
+    the models, --out, --note, --threads; at least two models."""
+    import argparse
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", help="classifier .h5 files (each with its card)")
+    p.add_argument("--out", required=True, help=f"the {what}'s .h5 (its card is written beside it)")
+    p.add_argument("--note", default="", help="free text recorded in the card")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    if len(args.models) < 2:
+        p.error(f"a{'n' if what[0] in 'aeiou' else ''} {what} needs at least two models")
+    return args
+
+
 def add_determinism_argument(parser):
     import argparse
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,

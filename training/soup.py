@@ -14,7 +14,6 @@ the ingredients, and leaves out every figure that was an ingredient's own (valid
 external figures, referral, calibration, reliability): measure the soup with
 `training.evaluate --update-card` and `training.fit_reliability`.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -31,15 +30,8 @@ OWN_FIGURES = ("validation_metrics", "external_validation", "referral", "calibra
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", help="classifier .h5 files (each with its card)")
-    p.add_argument("--out", required=True, help="the soup's .h5 (its card is written beside it)")
-    p.add_argument("--note", default="", help="free text recorded in the card")
-    p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
-    if len(args.models) < 2:
-        p.error("a soup needs at least two models")
-    return args
+    from training.common import combining_args
+    return combining_args(argv, __doc__, "soup")
 
 
 def soup_card(cards, paths, note):
