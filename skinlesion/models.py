@@ -283,12 +283,12 @@ def build_average(members):
 def member_last_conv_names(model):
     """The last convolutional layer of each member of an average, in member order (none for
     a single model)."""
+    import itertools
     names = {layer.name for layer in model.layers}
     found = []
-    for index in range(len(model.layers)):
-        prefix = MEMBER_PREFIX.format(index)
-        member = [prefix + name for name in LAST_CONV_LAYERS if prefix + name in names]
+    for index in itertools.count():
+        member = [MEMBER_PREFIX.format(index) + name for name in LAST_CONV_LAYERS
+                  if MEMBER_PREFIX.format(index) + name in names]
         if not member:
-            break
+            return found
         found.append(member[0])
-    return found

@@ -38,18 +38,15 @@ def parse_args(argv=None):
 
 def check_members(cards, paths):
     """Refuse members that would be served unlike one another, or whose splits differ."""
+    from training.common import refuse_unless_alike
+
     def described(card):
         split = card.get("split") or {}
         return {**{key: card.get(key) for key in MUST_AGREE},
                 "max_image_side": (card.get("max_image_side") or {}).get("pixels"),
                 "split seed and validation fraction": (split.get("seed"), split.get("val_fraction"))}
 
-    first = described(cards[0])
-    for path, card in zip(paths[1:], cards[1:]):
-        differing = [key for key, value in described(card).items() if value != first[key]]
-        if differing:
-            raise SystemExit(f"Cannot average {path} with {paths[0]}: their cards differ in "
-                             f"{', '.join(differing)}.")
+    refuse_unless_alike(paths, [described(card) for card in cards], "average")
 
 
 def sources_of(card):

@@ -32,8 +32,20 @@ def combining_args(argv, description, what):
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     if len(args.models) < 2:
-        p.error(f"a{'n' if what[0] in 'aeiou' else ''} {what} needs at least two models")
+        p.error(f"the {what} needs at least two models")
     return args
+
+
+def refuse_unless_alike(paths, described, action):
+    """Exit naming what differs when the models' described cards (dicts of what must agree,
+    one per path) are not all alike; `action` says what was refused ("average", "soup")."""
+    first = described[0]
+    for path, card in zip(paths[1:], described[1:]):
+        differing = [key for key, value in card.items() if value != first[key]]
+        if differing:
+            raise SystemExit(f"Cannot {action} {path} with {paths[0]}: their cards differ in "
+                             + "; ".join(f"{key!r} ({first[key]!r} against {card[key]!r})" for key in differing)
+                             + ".")
 
 
 def add_determinism_argument(parser):

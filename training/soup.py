@@ -36,12 +36,8 @@ def parse_args(argv=None):
 
 def soup_card(cards, paths, note):
     """The soup's card: the ingredients' common description, the ingredients, no figures."""
-    for key in MUST_AGREE:
-        differing = {str(path): card.get(key) for path, card in zip(paths, cards)
-                     if card.get(key) != cards[0].get(key)}
-        if differing:
-            raise SystemExit(f"Cannot average these models: their cards differ in {key!r} "
-                             f"({paths[0]}: {cards[0].get(key)!r}; {differing}).")
+    from training.common import refuse_unless_alike
+    refuse_unless_alike(paths, [{key: card.get(key) for key in MUST_AGREE} for card in cards], "soup")
     card = {key: value for key, value in cards[0].items() if key not in OWN_FIGURES}
     card["note"] = note or None
     card["soup"] = {"method": "uniform average of the ingredients' weights (batch-norm statistics included)",
