@@ -52,7 +52,8 @@ def add_determinism_argument(parser):
     import argparse
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
                         help="same seed, same model: deterministic ops and augmentation draws taken in "
-                             "order (slower input pipeline); --no-deterministic runs them in parallel")
+                             "order (TensorFlow documents a slower input pipeline); --no-deterministic "
+                             "runs them in parallel")
 
 
 def seed_training(seed, deterministic):
