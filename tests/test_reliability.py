@@ -75,7 +75,8 @@ def fitted_models(tiny_models, tiny_ham10000, tiny_labels_csv, tmp_path_factory)
     fit_reliability.main(["--model", str(path), "--data", str(tiny_ham10000), str(tiny_labels_csv),
                           "--external", str(tiny_labels_csv), "--models", str(folder),
                           "--train-sample", "40", "--components", "8",
-                          "--not-dermoscopy-per-kind", "3", "--plots", str(folder / "plots")])
+                          "--not-dermoscopy-per-kind", "3", "--plots", str(folder / "plots"),
+                          "--referral-sensitivity", "0.95"])
     return folder
 
 
@@ -90,6 +91,7 @@ def test_fit_writes_the_card_section_and_a_checked_file(fitted_models):
                                           "image_refuse", "image_mark", "unusual_ood"}
     assert {"margin", "grey_zone"} <= set(section["uncertain"])
     assert card["referral"]["chosen_on"].startswith("calibrated serving-pipeline validation")
+    assert card["referral"]["chosen_for_melanoma_sensitivity"] == 0.95  # what the result page states
     measured = section["measured"]
     assert set(measured["not_dermoscopy"]["test_set"]) >= {"documents", "flat", "photos", "medical"}
     assert "kind_left_out_of_gate_training" in measured["not_dermoscopy"]
