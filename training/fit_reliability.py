@@ -9,7 +9,8 @@ pipeline (U-Net crop, test-time views):
 1. temperature: scales the logits to minimise the negative log-likelihood of the pooled
    validation images (each data folder's own validation split, as in training);
 2. referral threshold: on the calibrated validation probabilities, by --referral-rule: the
-   lowest that flags 90% of the pooled melanomas (default), or of every validation source's;
+   lowest that flags --referral-sensitivity (90% by default) of the pooled melanomas (default),
+   or of every validation source's;
 3. feature statistics: a Gaussian of the pooled features of training crops (the
    unusual-image score) and of whole training images (part of the dermoscopy gate);
 4. the dermoscopy gate: logistic regression on whole-image features, dermoscopy
