@@ -45,10 +45,10 @@ UNUSUAL_PERCENTILE = 95.0  # validation crops above this feature distance are "u
 GATE_MARK_PERCENTILE = 99.0  # validation images above this are marked, not refused
 REFUSE_MARGIN = 1.5  # refusal thresholds sit this far beyond the most extreme validation image
 UNCERTAIN_BUDGET = 0.18  # at most this share of HAM10000 validation images carries a warning
-# evaluate.REFERRAL_RULES. "every_source" flags the share of every source's melanomas, which for
-# a model trained on HAM10000 alone means a threshold that flags half of HAM10000's nevi and 83%
-# of ISIC 2017's; the shipped averages, whose members also trained on ISIC 2017, use it (README:
-# the training commands; docs/evaluation/other_clinics.md).
+# evaluate.REFERRAL_RULES. "every_source" flags --referral-sensitivity of every source's
+# melanomas; at 90%, for a model trained on HAM10000 alone, that meant a threshold flagging half
+# of HAM10000's nevi and 83% of ISIC 2017's. The shipped averages, whose members also trained on
+# ISIC 2017, use it (their flags: README, the training commands; docs/evaluation/other_clinics.md).
 REFERRAL_RULE = "pooled"
 SEED = 0
 
