@@ -7,9 +7,7 @@ Settings come from SKINLESION_* environment variables (see README).
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from webapp import create_app, sweep_orphans_at_start  # noqa: E402
+from webapp import create_app, sweep_orphans_at_start
 
 HOST = os.environ.get("SKINLESION_HOST", "127.0.0.1")
 PORT = int(os.environ.get("SKINLESION_PORT", "8083"))
@@ -18,7 +16,7 @@ PORT = int(os.environ.get("SKINLESION_PORT", "8083"))
 def main():
     import sys
     from skinlesion.classify import CalibrationError
-    from skinlesion.models import ModelFileError
+    from skinlesion.cards import ModelFileError
     from sqlalchemy.exc import DatabaseError
     from webapp import ConfigurationError
     try:

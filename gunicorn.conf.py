@@ -1,7 +1,8 @@
 """gunicorn settings: gunicorn -c gunicorn.conf.py "app:create_app()"
 
-Each worker builds its own app (no preload: TensorFlow is never imported in the master
-before fork), loads the models once and warms them up before taking requests.
+Each worker builds its own app (no preload: each loads its own LiteRT interpreters, which
+are not to be shared across a fork), loads the models once and warms them up before taking
+requests. No serving process imports TensorFlow.
 """
 from webapp.config import server_settings
 
@@ -19,7 +20,7 @@ limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
 # Passed to each worker's app (webapp.config.from_environment reads them).
-raw_env = [f"SKINLESION_TF_THREADS={_server['tf_threads']}",
+raw_env = [f"SKINLESION_INFERENCE_THREADS={_server['inference_threads']}",
            f"SKINLESION_BOOT_FAILURE={_server['boot_failure']}"]
 
 
@@ -36,8 +37,8 @@ def on_starting(server):
     config = from_environment()
     try:
         segmenter, *classifiers = model_paths(config["MODELS_DIR"], config["TASKS"])
-        check_model_file(segmenter)
-        cards = {task: check_model_file(path) for task, path in zip(config["TASKS"], classifiers)}
+        check_model_file(segmenter, served=True)
+        cards = {task: check_model_file(path, served=True) for task, path in zip(config["TASKS"], classifiers)}
         if config["CALIBRATION"]:  # a clinic's own threshold, made for one of the loaded models
             site = read_site_calibration(config["CALIBRATION"])
             check_site_calibration(site, for_site(site, cards, config["CALIBRATION"]), config["CALIBRATION"])

@@ -11,7 +11,6 @@ reason. --calibration site.json uses a clinic's own referral threshold. Exit sta
 2 some skipped, 1 usage error.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -130,7 +129,7 @@ def run(args):
 
 def main(argv=None):
     from skinlesion.classify import CalibrationError
-    from skinlesion.models import ModelFileError
+    from skinlesion.cards import ModelFileError
     try:
         args = parse_args(argv)
     except SystemExit as exit_:
@@ -146,5 +145,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

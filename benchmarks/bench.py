@@ -4,7 +4,8 @@
 
 Everything runs on loopback and ends by itself in a few minutes. Absolute times drift
 between machines, so every figure is also given as a ratio to this machine's bare
-MobileNetV2-224 single-image forward pass (a tf.function, random weights).
+MobileNetV2-224 single-image forward pass (a tf.function, random weights: the reference every
+earlier figure used, so this script needs TensorFlow though the server it measures does not).
 """
 import argparse
 import io
@@ -119,6 +120,31 @@ def stage_times(images, models_dir, task):
                                                    note=None, owner=None))
         timed("whole_analysis", lambda: write_images(analyzer.analyze(data, task), folder, f"w{index}"))
     return {name: summary(values) for name, values in stages.items()}
+
+
+def app_start_seconds(models_dir, repeats=3):
+    """Seconds from launching `python app.py` until it answers /api/health (median of `repeats`)."""
+    times = []
+    for _ in range(repeats):
+        port, folder = free_port(), Path(tempfile.mkdtemp())
+        env = dict(os.environ, SKINLESION_PORT=str(port), SKINLESION_MODELS_DIR=str(models_dir),
+                   SKINLESION_UPLOAD_DIR=str(folder / "u"), SKINLESION_HEATMAP_DIR=str(folder / "h"),
+                   SKINLESION_DATABASE=str(folder / "db.sqlite3"))
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while time.perf_counter() - started < 120:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2).read()
+                    times.append(time.perf_counter() - started)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    return round(statistics.median(times), 2) if times else None
 
 
 def free_port():
@@ -244,6 +270,7 @@ def main(argv=None):
               "images": args.images, "sizes": [f"{w}x{h}" for h, w in SIZES]}
     report["stages"] = {} if args.skip_stages else stage_times(images, args.models, args.task)
 
+    report["python_app_py_answers_after_s"] = app_start_seconds(args.models)
     if not args.skip_gunicorn:
         server = Gunicorn(1, args.models)
         report["cold_start_1_worker_s"] = round(server.cold_start, 2)
@@ -298,6 +325,7 @@ def main(argv=None):
         print(f"2 workers / 1 worker throughput: {report['throughput_ratio_2_to_1_workers']}x; "
               f"peak RSS MB {report['peak_rss_mb']}; cold start {report['cold_start_1_worker_s']} s "
               f"(1 worker), {report['cold_start_2_workers_s']} s (2)")
+    print(f"python app.py answered /api/health after {report['python_app_py_answers_after_s']} s")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -13,10 +13,9 @@ from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import downscale, image_dimensions, load_image
 from .measure import measure_lesion
-from .models import load_checked_model
 from .regions import lesion_box
 from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
-from .segment import Segmenter
+from .segment import load_segmenter
 
 # Images are analysed with their longer side at most this: the models see 256 px or less,
 # the page shows ~800 (1,024 enlarged), and the work of every step that is not a model
@@ -80,15 +79,15 @@ def model_version(card):
 class Analyzer:
     """Loads the U-Net and the classifiers once; analyses images one at a time."""
 
-    def __init__(self, models_dir="models", tasks=tuple(TASKS), calibration=None):
-        """calibration: a site calibration file (training.calibrate) for one of the tasks."""
+    def __init__(self, models_dir="models", tasks=tuple(TASKS), calibration=None, runtime=None):
+        """calibration: a site calibration file (training.calibrate) for one of the tasks.
+        runtime: skinlesion.runtime's name for what runs the models (default LiteRT)."""
         models_dir = Path(models_dir)
-        model, card = load_checked_model(models_dir / SEGMENTER_FILE)
-        self.segmenter = Segmenter(model, card)
+        self.segmenter = load_segmenter(models_dir / SEGMENTER_FILE, runtime)
         self.classifiers = {}
         for task in tasks:
             task_classes(task)  # refuses an unknown task name
-            self.classifiers[task] = load_classifier(models_dir / classifier_file(task))
+            self.classifiers[task] = load_classifier(models_dir / classifier_file(task), runtime)
         # once: the cards do not change while loaded (hashing one takes about half a millisecond)
         self._versions = {"segmenter": model_version(self.segmenter.card),
                           **{task: model_version(c.card) for task, c in self.classifiers.items()}}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 SEGMENTER_FILE = "unet.h5"
+EXPORT_COMMAND = "python -m training.export_litert --model {path}"  # writes a model's LiteRT files
 
 
 def classifier_file(task):
@@ -61,8 +62,9 @@ def read_card(model_path):
         raise ModelFileError(f"Model card {path} is not valid JSON ({error}).") from None
 
 
-def check_model_file(model_path):
-    """Refuse a missing model, a missing or unreadable card, or a sha256 mismatch. Returns the card."""
+def check_model_file(model_path, served=False):
+    """Refuse a missing model, a missing or unreadable card, or a sha256 mismatch. Returns the card.
+    served: also the LiteRT files serving runs (missing, stale or changed: refused)."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelFileError(f"Model file missing: {model_path}")
@@ -74,7 +76,35 @@ def check_model_file(model_path):
             f"but the card says {str(card.get('sha256'))[:12]}...): the file is corrupt "
             "or was replaced without a new card.")
     _check_companion(model_path, card.get("reliability"))
+    if served:
+        check_litert_files(model_path, card)
     return card
+
+
+def check_litert_files(model_path, card):
+    """The LiteRT section of a checked card, refused with a clear message when the model was
+    not exported, or when the .h5 changed after the export (a stale .tflite) or a .tflite changed."""
+    model_path = Path(model_path)
+    command = EXPORT_COMMAND.format(path=model_path)
+    section = card.get("litert")
+    if not section:
+        raise ModelFileError(f"{model_path} has no LiteRT export, which serving runs. Export it: {command}")
+    if section.get("source_sha256") != card.get("sha256"):
+        raise ModelFileError(f"The LiteRT files of {model_path} were exported from another version of it "
+                             f"(sha256 {str(section.get('source_sha256'))[:12]}..., the model is "
+                             f"{str(card.get('sha256'))[:12]}...). Export it again: {command}")
+    for graph in ("forward", "saliency"):
+        entry = section.get(graph)
+        if not entry:
+            continue
+        path = model_path.with_name(entry["file"])
+        if not path.is_file():
+            raise ModelFileError(f"The LiteRT file {path} named in the card is missing. Export it: {command}")
+        if sha256_of(path) != entry["sha256"]:
+            raise ModelFileError(f"{path} does not match the sha256 in its model's card: it is stale or "
+                                 f"was changed. Export it again: {command}")
+    return section
+
 
 
 def _check_companion(model_path, section):
@@ -94,8 +124,9 @@ class ModelFileWatch:
     """Tells whether model files are still the ones checked, for a health check: a cheap
     stat of each model's files per call, the full sha256 check only when one changed."""
 
-    def __init__(self, paths):
+    def __init__(self, paths, served=True):
         self.paths = [Path(p) for p in paths]
+        self.served = served
         self._checked = {}  # model path -> the stat signature it passed with
 
     @staticmethod
@@ -116,7 +147,7 @@ class ModelFileWatch:
             if self._checked.get(path) == signature:
                 continue
             try:
-                check_model_file(path)
+                check_model_file(path, self.served)
             except ModelFileError as error:
                 found.append(str(error))
                 self._checked.pop(path, None)

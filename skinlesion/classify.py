@@ -56,14 +56,13 @@ def referral_basis(card):
 
 
 class Classifier:
-    """Wraps a flat functional classifier; compiled forward and explain functions, built once."""
+    """A classifier's graphs (skinlesion.runtime) with its card: classes, crop, views, threshold."""
 
-    def __init__(self, model, card, reliability=None):
+    def __init__(self, graphs, reliability=None):
         from .explain import Explainer
-        from .models import LOGITS_LAYER, POOLED_LAYER
-        from .runtime import ModelSpec, runner_for
-        self.model = model
-        self.card = card
+        from .runtime import ModelSpec
+        self.graphs = graphs
+        self.card = card = graphs.card
         spec = ModelSpec.from_card(card)
         self.classes = tuple(entry["code"] for entry in card["classes"])
         self.size = spec.input_height
@@ -75,10 +74,7 @@ class Classifier:
         self.referral_threshold = self.referral["malignant_probability"] if self.referral else None
         self.reliability = reliability
         self.temperature = reliability.temperature if reliability is not None else 1.0
-        self.explainer = Explainer(model, temperature=self.temperature)
-        # Logits and pooled features in one pass: calibration needs the first, the
-        # unusual-image score and the dermoscopy gate the second.
-        self._run = runner_for(model, spec, (LOGITS_LAYER, POOLED_LAYER))
+        self.explainer = Explainer(graphs, temperature=self.temperature)
 
     def prepare(self, image):
         """The image as this classifier looks at it: shrunk to the resolution it was trained at
@@ -96,7 +92,11 @@ class Classifier:
         batch = tta_views(inputs, self.tta)
         if whole is not None:
             batch = np.concatenate([batch, np.asarray(whole, np.float32)[None]])
-        logits, features = self._run(batch)
+        from .layer_names import LOGITS_LAYER, POOLED_LAYER
+        outputs = self.graphs.run(batch)
+        # Logits and pooled features in one pass: calibration needs the first, the
+        # unusual-image score and the dermoscopy gate the second.
+        logits, features = outputs[LOGITS_LAYER], outputs[POOLED_LAYER]
         image_features = None
         if whole is not None:  # the last row is the whole image's
             logits, features, image_features = logits[:-1], features[:-1], features[-1:]
@@ -136,15 +136,16 @@ class Classifier:
         return sorted(rows, key=lambda row: -row["probability"])
 
 
-def load_classifier(model_path):
-    """A Classifier from a model file: checked against its card, with the reliability
+def load_classifier(model_path, runtime=None):
+    """A Classifier from a model file: checked against its card, run by `runtime` (default
+    the serving runtime, LiteRT; "keras" for a model not exported yet), with the reliability
     parts (temperature, feature statistics, gate) its card names, if any."""
-    from .models import load_checked_model
     from .reliability import ReliabilityModel
-    model, card = load_checked_model(model_path)
-    settings = card.get("reliability")
+    from .runtime import SERVING_RUNTIME, load_graphs
+    graphs = load_graphs(model_path, runtime or SERVING_RUNTIME)
+    settings = graphs.card.get("reliability")
     reliability = ReliabilityModel.load(model_path, settings) if settings else None
-    return Classifier(model, card, reliability)
+    return Classifier(graphs, reliability)
 
 
 class CalibrationError(ValueError):

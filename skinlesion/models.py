@@ -12,14 +12,8 @@ from keras import layers
 
 from .cards import ModelFileError, check_model_file
 
-# Layer names the rest of the code reads: explanations from the logits and the last
-# convolutional block, the unusual-image score from the pooled features.
-LOGITS_LAYER = "logits"
-POOLED_LAYER = "pool"  # the pooled features the head reads
-MOBILENET_LAST_CONV = "out_relu"  # keras.applications.MobileNetV2's last activation
-SEQUENTIAL_LAST_CONV = "last_conv"
-LAST_CONV_LAYERS = (MOBILENET_LAST_CONV, SEQUENTIAL_LAST_CONV)
-MEMBER_PREFIX = "member{}_"  # an average's member i: its layers' names start so
+from .layer_names import (LAST_CONV_LAYERS, LOGITS_LAYER, MEMBER_PREFIX, MOBILENET_LAST_CONV,  # noqa: F401
+                          POOLED_LAYER, SEQUENTIAL_LAST_CONV)
 
 # U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
 UNET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu",

@@ -1,6 +1,6 @@
 """Explanations and outlines drawn for people, and the image files of an analysis.
 
-The drawing half of the explanations (the TensorFlow half is `skinlesion.explain`):
+The drawing half of the explanations (the computing half is `skinlesion.explain`):
 colour maps, maps placed back on the image, blends, the outline. And the one owner of an
 analysis' file names (`{id}_{kind}.{ext}`, `{id}.upload`) and of their removal.
 Everything is drawn at the analysed image's size (at most `analysis.ANALYSIS_MAX_SIDE`),

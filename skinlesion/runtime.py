@@ -1,26 +1,43 @@
-"""The inference runtime: TensorFlow's thread settings, and the seam models run through.
+"""The inference runtime: the seam every forward pass and saliency map runs through.
 
-`Segmenter` and `Classifier` never call Keras for a forward pass themselves: they ask a
-runner for the outputs they need (`runner_for(model, spec, outputs)`), and the model spec
-read from the card says which runtime runs it. Keras (TensorFlow) is the one runtime today;
-a lighter one (LiteRT for the forward passes, say) is one more entry in RUNNERS, with no
-caller changed. Explanations need gradients and stay on TensorFlow (`skinlesion.explain`).
+A model's `.h5` is the source of truth; `python -m training.export_litert` writes beside it the
+LiteRT files its card names ("litert": the forward graph and, for a classifier, the saliency
+graph; skinlesion.graphs builds both). Serving (the web app, gunicorn, predict.py) runs them
+with LiteRT and never imports TensorFlow. Training and evaluation can run the same graphs on
+Keras (`runtime="keras"`), for a model not exported yet and for the equality tests.
+
+`load_graphs(model_path, runtime)` returns a ModelGraphs: `forward(batch)` -> {name: array} and,
+for a classifier, `saliency(image, class_index)` -> (1, H, W). `Segmenter`, `Classifier` and
+`Explainer` take it and never call a runtime themselves.
 """
+import sys
+import threading
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cards import EXPORT_COMMAND, ModelFileError, check_model_file
+
+SERVING_RUNTIME = "litert"
+RUNTIMES = ("litert", "keras")
+
+_threads = 0  # per interpreter; 0: LiteRT's default
 
 
-def configure_threads(threads, inter_op=1):
-    """Pin TensorFlow's thread pools before any op runs (workers and training jobs share
-    the cores); 0 lets TensorFlow decide. A process whose runtime already started keeps
-    its pools (tests build many apps in one process)."""
-    import tensorflow as tf
-    if not threads:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    except RuntimeError:
-        pass
+def configure_threads(threads):
+    """Threads per model for the forward passes of this process (0: the runtime decides).
+    Workers share the cores: gunicorn gives each cores / workers. TensorFlow's own pools are
+    pinned as well where this process already runs TensorFlow (training, evaluation)."""
+    global _threads
+    _threads = int(threads or 0)
+    if _threads and "tensorflow" in sys.modules:
+        import tensorflow as tf
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # its pools already started (tests build many apps in one process)
+            pass
 
 
 @dataclass(frozen=True)
@@ -30,40 +47,102 @@ class ModelSpec:
     input_width: int
     preprocessing: tuple
     test_time_augmentation: str
-    runtime: str
 
     @classmethod
     def from_card(cls, card):
         size = card["input_size"]
         return cls(int(size["height"]), int(size["width"]), tuple(card.get("preprocessing", ())),
-                   card.get("test_time_augmentation", "none"), card.get("runtime", "keras"))
+                   card.get("test_time_augmentation", "none"))
 
 
-class KerasRunner:
-    """Forward passes of a Keras model through one compiled function, built once: a batch
-    of (N, height, width, 3) float32 in, the named layers' outputs (or the model's own
-    output) out, as NumPy arrays."""
+class LiteRTGraph:
+    """One .tflite graph, run by LiteRT's interpreter (XNNPACK on the CPU). Its outputs come in
+    the order the card lists ("outputs"). An interpreter runs one call at a time, so calls from
+    a worker's threads take turns; a batch of another size resizes the input first."""
 
-    def __init__(self, model, spec, outputs=()):
-        import keras
+    def __init__(self, path, outputs):
+        from ai_edge_litert.interpreter import Interpreter
+        self.names = list(outputs)
+        self._interpreter = Interpreter(model_path=str(path), num_threads=_threads or None)
+        self._inputs = self._interpreter.get_input_details()
+        self._outputs = [detail["index"] for detail in self._interpreter.get_output_details()]
+        if len(self._outputs) != len(self.names):
+            raise ModelFileError(f"{path} has {len(self._outputs)} outputs; its card names {len(self.names)}.")
+        self._shapes = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *inputs):
+        arrays = [np.ascontiguousarray(value, dtype=detail["dtype"]) for value, detail in zip(inputs, self._inputs)]
+        shapes = tuple(array.shape for array in arrays)
+        with self._lock:
+            if shapes != self._shapes:
+                for detail, shape in zip(self._inputs, shapes):
+                    self._interpreter.resize_tensor_input(detail["index"], shape)
+                self._interpreter.allocate_tensors()
+                self._shapes = shapes
+            for detail, array in zip(self._inputs, arrays):
+                self._interpreter.set_tensor(detail["index"], array)
+            self._interpreter.invoke()
+            return {name: self._interpreter.get_tensor(index).copy()
+                    for name, index in zip(self.names, self._outputs)}
+
+
+class KerasGraph:
+    """The same graph as a TensorFlow function (skinlesion.graphs), for training and evaluation."""
+
+    def __init__(self, function):
+        self._function = function
+
+    def __call__(self, *inputs):
         import tensorflow as tf
-        graph = keras.Model(model.inputs, [model.get_layer(name).output for name in outputs]) \
-            if outputs else model
-        self._forward = tf.function(
-            lambda x: graph(x, training=False),
-            input_signature=[tf.TensorSpec((None, spec.input_height, spec.input_width, 3), tf.float32)],
-            reduce_retracing=True)
-
-    def __call__(self, batch):
-        results = self._forward(batch)
-        results = results if isinstance(results, (list, tuple)) else [results]
-        return [result.numpy() for result in results]
+        tensors = [tf.constant(value) for value in inputs]
+        return {name: value.numpy() for name, value in self._function(*tensors).items()}
 
 
-RUNNERS = {"keras": KerasRunner}
+@dataclass
+class ModelGraphs:
+    """A loaded model: its card, its forward graph and, for a classifier, its saliency graph."""
+    card: dict
+    forward: object
+    saliency: object = None
+    runtime: str = SERVING_RUNTIME
+    members: int = 1  # classifiers averaged in the graph (its "class_maps_<i>" outputs)
+
+    def run(self, batch):
+        return self.forward(np.asarray(batch, np.float32))
+
+    def input_gradient(self, image, class_index):
+        """(1, H, W): the largest absolute gradient of a class's logit over the channels."""
+        return self.saliency(np.asarray(image, np.float32)[None], np.array(class_index, np.int32))["saliency"]
 
 
-def runner_for(model, spec, outputs=()):
-    if spec.runtime not in RUNNERS:
-        raise ValueError(f"Unknown runtime {spec.runtime!r} in the model card; known: {sorted(RUNNERS)}.")
-    return RUNNERS[spec.runtime](model, spec, outputs)
+def keras_graphs(model, card=None):
+    """ModelGraphs of a Keras model in memory (training, evaluation, the exporter's checks); a
+    card of its input size alone when none is given."""
+    from . import graphs
+    if card is None:
+        card = {"input_size": {"height": int(model.input_shape[1]), "width": int(model.input_shape[2])}}
+    classifier = graphs.is_classifier(model)
+    return ModelGraphs(card, KerasGraph(graphs.forward_function(model)),
+                       KerasGraph(graphs.saliency_function(model)) if classifier else None,
+                       "keras", graphs.member_count(model) if classifier else 1)
+
+
+def load_graphs(model_path, runtime=SERVING_RUNTIME):
+    """A model's graphs on `runtime`, after checking every file against the card."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; choose from {RUNTIMES}.")
+    card = check_model_file(model_path, served=runtime == SERVING_RUNTIME)
+    if runtime == "keras":
+        from .models import load_checked_model
+        return keras_graphs(*load_checked_model(model_path))
+    section = card["litert"]
+    folder = Path(model_path).parent
+    try:
+        forward = LiteRTGraph(folder / section["forward"]["file"], section["forward"]["outputs"])
+        saliency = (LiteRTGraph(folder / section["saliency"]["file"], section["saliency"]["outputs"])
+                    if section.get("saliency") else None)
+    except ValueError as error:  # LiteRT's word for a file it cannot read
+        raise ModelFileError(f"The LiteRT files of {model_path} cannot be loaded ({error}). "
+                             f"Export it again: {EXPORT_COMMAND.format(path=model_path)}") from None
+    return ModelGraphs(card, forward, saliency, "litert", int(section.get("members", 1)))

@@ -7,8 +7,9 @@ import numpy as np
 from .classify import tta_views
 from .inputs import segmenter_input
 from .preprocess import preprocess
-from .runtime import ModelSpec, runner_for
+from .runtime import ModelSpec
 
+SEGMENTER_OUTPUT = "mask"  # the forward graph's output (skinlesion.graphs)
 MIN_AREA_FRACTION = 0.005  # smaller than this is noise, not a lesion we can measure
 MAX_AREA_FRACTION = 0.98  # a mask covering the whole frame found no boundary
 
@@ -54,12 +55,19 @@ def describe_mask(mask):
     return Segmentation(mask, True, "")
 
 
-class Segmenter:
-    """Wraps a loaded U-Net; one compiled forward function, fixed input shape."""
+def load_segmenter(model_path, runtime=None):
+    """A Segmenter from a model file checked against its card, run by `runtime` (default the
+    serving runtime, LiteRT; "keras" for a model not exported yet)."""
+    from .runtime import SERVING_RUNTIME, load_graphs
+    return Segmenter(load_graphs(model_path, runtime or SERVING_RUNTIME))
 
-    def __init__(self, model, card):
-        self.model = model
-        self.card = card
+
+class Segmenter:
+    """A U-Net's graphs (skinlesion.runtime) with its card; fixed input shape."""
+
+    def __init__(self, graphs):
+        self.graphs = graphs
+        self.card = card = graphs.card
         spec = ModelSpec.from_card(card)
         self.input_shape = (spec.input_height, spec.input_width)
         self.steps = spec.preprocessing
@@ -68,14 +76,13 @@ class Segmenter:
         # The classifier's crop keeps the single-view mask its figures were validated with
         # (averaging moved them: HAM10000 7-class balanced accuracy 0.747 -> 0.738).
         self.test_time_augmentation = spec.test_time_augmentation
-        self._run = runner_for(model, spec)
 
     def view_maps(self, preprocessed_images):
         """(views, N, H, W) probability maps at U-Net size, each flipped back; the first view
         is the image as it is."""
         batch = np.stack([segmenter_input(image, self.input_shape) for image in preprocessed_images])
         views = tta_views(batch.astype(np.float32), self.test_time_augmentation)
-        maps = self._run(views)[0][..., 0].reshape(-1, len(batch), *self.input_shape)
+        maps = self.graphs.run(views)[SEGMENTER_OUTPUT][..., 0].reshape(-1, len(batch), *self.input_shape)
         if len(maps) == 4:
             maps = np.stack([maps[0], maps[1][:, :, ::-1], maps[2][:, ::-1], maps[3][:, ::-1, ::-1]])
         return maps

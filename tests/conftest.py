@@ -68,6 +68,9 @@ def tiny_models(tmp_path_factory):
                           "external_validation": {"otherclinic": {
                               "class_counts": {"mel": 20, "nv": 40},
                               "referral": {"melanoma_sensitivity": 0.85, "nevi_flagged_share": 0.4}}}})
+    from training.export_litert import export  # serving runs their LiteRT files, as it runs the shipped ones
+    for path in sorted(folder.glob("*.h5")):
+        export(path)
     return folder
 
 

@@ -41,6 +41,8 @@ def averaged(members, tmp_path_factory):
     from training import average
     out = tmp_path_factory.mktemp("average") / "classifier_7class.h5"
     average.main([*map(str, members), "--out", str(out), "--note", "test average"])
+    from training.export_litert import export
+    export(out)  # as a shipped model is: serving runs its LiteRT files
     return out
 
 
@@ -70,6 +72,53 @@ def test_the_average_is_explained_and_served_like_one_classifier(averaged):
     assert np.abs(explained["probabilities"] - classifier.probabilities(crop[None])[0]).max() < 1e-5
 
 
+def tape_grad_cam(model, crop, class_index):
+    """Grad-CAM as TensorFlow computes it with a gradient tape: each member's last maps weighted
+    by the mean gradient of the average's logit, summed on the largest grid (the definition the
+    graphs' closed form must reproduce)."""
+    import keras
+    import tensorflow as tf
+    from skinlesion.models import member_last_conv_names
+    names = member_last_conv_names(model)
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names] + [model.get_layer("logits").output])
+    with tf.GradientTape() as tape:
+        *maps, logits = probe(tf.constant(crop[None], tf.float32), training=False)
+        target = logits[0, class_index]
+    grads = tape.gradient(target, maps)
+    grid = max(tuple(m.shape[1:3]) for m in maps)
+    cam = 0.0
+    for member_maps, member_grads in zip(maps, grads):
+        evidence = tf.reduce_sum(member_maps * tf.reduce_mean(member_grads, axis=(1, 2))[:, None, None, :], -1)
+        cam += tf.image.resize(evidence[..., None], grid)[0, ..., 0]
+    return cam.numpy()
+
+
+def test_grad_cam_and_saliency_of_the_average_match_tensorflows_gradients(averaged):
+    """The closed-form Grad-CAM (members' class maps chained through the average's logits) and
+    the saliency graph with its convertible gradients, on Keras and on LiteRT, against
+    TensorFlow's own gradients of the unmodified model."""
+    import tensorflow as tf
+    import keras
+    from skinlesion.explain import grad_cam
+    from skinlesion.models import load_checked_model
+    from skinlesion.runtime import keras_graphs, load_graphs
+    model, card = load_checked_model(averaged)
+    crop = np.random.default_rng(2).uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
+    image = tf.constant(crop[None])
+    for class_index in (0, 4):
+        expected = tape_grad_cam(model, crop, class_index)
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            target = logits_model(image, training=False)[0, class_index]
+        gradient = np.abs(tape.gradient(target, image).numpy()).max(-1)
+        for graphs in (keras_graphs(model, card), load_graphs(averaged)):
+            found = grad_cam(graphs.run(crop[None]), graphs.members, class_index)
+            assert np.abs(found - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-6), graphs.runtime
+            saliency = graphs.input_gradient(crop, class_index)
+            assert np.linalg.norm(saliency - gradient) <= 1e-2 * np.linalg.norm(gradient), graphs.runtime
+
+
 def test_the_card_lists_the_members_and_none_of_their_figures_as_its_own(members, averaged):
     from skinlesion.cards import read_card, sha256_of
     card = read_card(averaged)
@@ -77,6 +126,7 @@ def test_the_card_lists_the_members_and_none_of_their_figures_as_its_own(members
     assert [m["sha256"] for m in card["average"]["members"]] == [sha256_of(path) for path in members]
     assert card["average"]["members"][1]["input_size"]["height"] == 48
     assert "validation_metrics" not in card and "referral" not in card and "reliability" not in card
+    assert card["litert"]["source_sha256"] == card["sha256"] and card["litert"]["members"] == 2
     assert card["training_minutes_all_epochs"] == 3.0 and card["sha256"] == sha256_of(averaged)
     json.dumps(card)  # a plain JSON card
 

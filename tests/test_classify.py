@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from skinlesion.classify import Classifier, tta_probabilities, tta_views
+from skinlesion.runtime import keras_graphs
 
 
 def test_flip4_views_are_the_four_flips():
@@ -26,7 +27,7 @@ def test_tta_averages_each_image_over_its_own_views():
 def test_classifier_with_flip4_matches_manual_average(tiny_models):
     from skinlesion.models import load_checked_model
     model, card = load_checked_model(tiny_models / "classifier_3class.h5")
-    classifier = Classifier(model, dict(card, test_time_augmentation="flip4"))
+    classifier = Classifier(keras_graphs(model, dict(card, test_time_augmentation="flip4")))
     x = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.float32)
     manual = np.mean([model(v, training=False).numpy() for v in (x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1])], 0)
     np.testing.assert_allclose(classifier.probabilities(x), manual, atol=1e-5)
@@ -38,7 +39,7 @@ def test_the_gates_whole_image_rides_in_the_crops_pass_without_changing_either(t
     image's pooled features as separate passes would (serving and fit_reliability rely on it)."""
     from skinlesion.models import load_checked_model
     model, card = load_checked_model(tiny_models / "classifier_7class.h5")
-    classifier = Classifier(model, dict(card, test_time_augmentation="flip4"))
+    classifier = Classifier(keras_graphs(model, dict(card, test_time_augmentation="flip4")))
     rng = np.random.default_rng(1)
     crop = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
     whole = classifier.whole_input(rng.integers(0, 255, (90, 120, 3)).astype(np.uint8))
@@ -47,7 +48,7 @@ def test_the_gates_whole_image_rides_in_the_crops_pass_without_changing_either(t
     assert none is None
     np.testing.assert_allclose(logits, alone_logits, atol=1e-5)
     np.testing.assert_allclose(features, alone_features, atol=1e-5)
-    one_view = classifier._run(whole[None].astype(np.float32))[1]  # the whole image: one view, no flips
+    one_view = classifier.graphs.run(whole[None].astype(np.float32))["pool"]  # the whole image: one view, no flips
     np.testing.assert_allclose(image_features, one_view, atol=1e-5)
     explained = classifier.explain(crop, saliency=False, whole=whole)
     np.testing.assert_allclose(explained["image_features"], one_view, atol=1e-4)

@@ -427,7 +427,7 @@ def test_gunicorn_keeps_serving_when_a_recycled_worker_finds_a_model_gone(tiny_m
                SKINLESION_MODELS_DIR=str(models), SKINLESION_DATABASE=str(tmp_path / "db.sqlite3"),
                SKINLESION_UPLOAD_DIR=str(tmp_path / "u"), SKINLESION_HEATMAP_DIR=str(tmp_path / "h"),
                SKINLESION_MAX_REQUESTS="2", SKINLESION_MAX_REQUESTS_JITTER="0",
-               SKINLESION_REQUIRE_LOGIN="never", SKINLESION_WARM_UP="0", SKINLESION_TF_THREADS="1")
+               SKINLESION_REQUIRE_LOGIN="never", SKINLESION_WARM_UP="0", SKINLESION_INFERENCE_THREADS="1")
     log = open(tmp_path / "gunicorn.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -30,8 +30,14 @@ def darkness_model():
 
 
 @pytest.fixture(scope="module")
-def explainer():
-    return Explainer(darkness_model(), smoothgrad_samples=4)
+def darkness():
+    return darkness_model()
+
+
+@pytest.fixture(scope="module")
+def explainer(darkness):
+    from skinlesion.runtime import keras_graphs
+    return Explainer(keras_graphs(darkness), smoothgrad_samples=4)
 
 
 def test_gradcam_peaks_on_the_lesion(explainer):
@@ -57,10 +63,10 @@ def test_all_zero_gradcam_is_flagged_not_amplified(explainer):
     assert np.isfinite(result["gradcam"]).all() and result["gradcam"].max() == 0
 
 
-def test_predicted_class_is_the_default_and_probabilities_match_the_model(explainer):
+def test_predicted_class_is_the_default_and_probabilities_match_the_model(explainer, darkness):
     image, _ = synthetic_lesion(64, 64)
     result = explainer.explain(image)
-    expected = explainer.model(image[None].astype(np.float32), training=False).numpy()[0]
+    expected = darkness(image[None].astype(np.float32), training=False).numpy()[0]
     assert result["class_index"] == int(np.argmax(expected))
     np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5)
 
@@ -73,9 +79,9 @@ def test_saliency_is_a_normalised_map(explainer):
 
 
 def test_explainer_on_a_mobilenet_classifier(tiny_models):
-    from skinlesion.models import load_checked_model
-    model, _ = load_checked_model(tiny_models / "classifier_7class.h5")
-    result = Explainer(model, smoothgrad_samples=2).explain(synthetic_lesion(64, 64)[0])
+    from skinlesion.runtime import load_graphs
+    result = Explainer(load_graphs(tiny_models / "classifier_7class.h5"), smoothgrad_samples=2).explain(
+        synthetic_lesion(64, 64)[0])
     assert result["probabilities"].shape == (7,)
     assert result["probabilities"].sum() == pytest.approx(1.0, abs=1e-5)
     assert result["gradcam"].shape == result["saliency"].shape == (64, 64)

@@ -252,7 +252,7 @@ def test_two_instances_share_one_postgresql_and_one_storage(tiny_models, tmp_pat
     storage = tmp_path / "shared"
     env = dict(os.environ, SKINLESION_DATABASE=postgres_url, SKINLESION_SECRET_KEY="s" * 64,
                SKINLESION_MODELS_DIR=str(tiny_models), SKINLESION_UPLOAD_DIR=str(storage / "uploads"),
-               SKINLESION_HEATMAP_DIR=str(storage / "heatmap"), SKINLESION_WARM_UP="0", SKINLESION_TF_THREADS="1")
+               SKINLESION_HEATMAP_DIR=str(storage / "heatmap"), SKINLESION_WARM_UP="0", SKINLESION_INFERENCE_THREADS="1")
     first, second = Instance(env, tmp_path, "first"), Instance(env, tmp_path, "second")
     try:
         kept = first.analyse(jpeg_bytes(1), "SHARED-1")["id"]

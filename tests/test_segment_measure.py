@@ -5,7 +5,7 @@ import pytest
 from conftest import synthetic_lesion
 from skinlesion.measure import asymmetry, colour_count, measure_lesion
 from skinlesion.regions import classifier_region, lesion_box
-from skinlesion.segment import Segmenter, clean_mask, describe_mask, probability_to_mask
+from skinlesion.segment import clean_mask, describe_mask, load_segmenter, probability_to_mask
 
 
 def test_clean_mask_keeps_largest_region_and_fills_holes():
@@ -35,8 +35,7 @@ def test_probability_map_resized_to_image_size():
 
 @pytest.mark.parametrize("shape", [(150, 200), (97, 333), (640, 480)])
 def test_segmenter_returns_mask_at_input_size(tiny_models, shape):
-    from skinlesion.models import load_checked_model
-    segmenter = Segmenter(*load_checked_model(tiny_models / "unet.h5"))
+    segmenter = load_segmenter(tiny_models / "unet.h5")
     image, _ = synthetic_lesion(*shape)
     segmentation = segmenter(image)
     assert segmentation.mask.shape == shape
@@ -105,8 +104,7 @@ def test_colour_count_counts_distinct_colours():
 def test_outline_does_not_depend_on_which_way_up_the_photograph_is(tiny_models):
     """Issue 13.2: the U-Net's map is averaged over four flips, so a flipped photograph gets
     the flipped outline, whatever the weights (here: random ones)."""
-    from skinlesion.models import load_checked_model
-    segmenter = Segmenter(*load_checked_model(tiny_models / "unet.h5"))
+    segmenter = load_segmenter(tiny_models / "unet.h5")
     assert segmenter.test_time_augmentation == "flip4"
     image, _ = synthetic_lesion(150, 200, seed=3)
     base = segmenter.view_maps([image])[:, 0].mean(axis=0)

@@ -110,6 +110,7 @@ def test_image_side_writes_the_training_images_median_side_into_the_card(tiny_mo
     import shutil
     from skinlesion.cards import read_card, write_card
     from skinlesion.classify import Classifier
+    from skinlesion.runtime import keras_graphs
     from skinlesion.datasets import read_dataset
     from training import image_side
     for suffix in (".h5", ".json"):
@@ -121,7 +122,7 @@ def test_image_side_writes_the_training_images_median_side_into_the_card(tiny_mo
     image_side.main(["--model", str(model_path), "--data", str(tiny_ham10000), "--write"])
     model, card = load_checked_model(model_path)
     assert card["max_image_side"]["pixels"] == 200  # the synthetic images are 200x150
-    assert Classifier(model, card).max_image_side == 200
+    assert Classifier(keras_graphs(model, card)).max_image_side == 200
     # A squashed source counts at the size training restores it to.
     samples = read_dataset(tiny_ham10000)[:3]
     restored = [replace(s, resize_to=(192, 256)) for s in samples]

@@ -48,7 +48,7 @@ def main(argv=None):
     from skinlesion.models import ModelFileError
     from training.evaluate import referral_threshold
     try:
-        analyzer = Analyzer(args.models, tasks=(args.task,))
+        analyzer = Analyzer(args.models, tasks=(args.task,), runtime="keras")
         classifier = analyzer.classifier(args.task)
         samples = read_class_folders(args.folder, classes=classifier.classes)
     except (DatasetError, ModelFileError) as error:

@@ -17,8 +17,14 @@ if str(ROOT) not in sys.path:  # allow `python training/x.py` as well as `-m tra
 
 def configure_threads(threads):
     """Pin TensorFlow's thread pools before any op runs (two jobs can share 2 cores)."""
-    from skinlesion.runtime import configure_threads as configure
-    configure(threads, inter_op=max(1, min(2, threads)))
+    import tensorflow as tf
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:  # its pools already started
+        pass
 
 
 def combining_args(argv, description, what):

@@ -53,10 +53,11 @@ def segmentation_metrics(jaccards):
 
 def segment_jaccards(model, samples, steps, input_shape, batch_size=32):
     """Per-image Jaccard at the image's own size, through the serving code path."""
+    from skinlesion.runtime import keras_graphs
     from skinlesion.segment import Segmenter, probability_to_mask
     card = {"input_size": {"height": input_shape[0], "width": input_shape[1]},
             "preprocessing": list(steps)}
-    segmenter = Segmenter(model, card)
+    segmenter = Segmenter(keras_graphs(model, card))
     scores = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
@@ -336,10 +337,9 @@ def serving_pass(classifier, samples, models_dir, images=None, screen_inputs=Fal
     colourfulness).
     `images`: decoded images instead of the samples' files (for generated test sets)."""
     from skinlesion.inputs import load_sample_image
-    from skinlesion.models import load_checked_model
     from skinlesion.reliability import colourfulness
-    from skinlesion.segment import Segmenter
-    segmenter = Segmenter(*load_checked_model(Path(models_dir) / SEGMENTER_FILE))
+    from skinlesion.segment import load_segmenter
+    segmenter = load_segmenter(Path(models_dir) / SEGMENTER_FILE, "keras")
     rows = {"view_logits": [], "features": [], "image_features": [], "found": [], "colourfulness": []}
     sources = images if images is not None else (load_sample_image(s.image, s.resize_to) for s in samples)
     for image in sources:
@@ -465,7 +465,7 @@ def main(argv=None):
             model, card = load_checked_model(args.model)
             metrics = evaluate_segmenter_cli(args, model, card, out)
         else:
-            metrics, external = evaluate_classifier_cli(args, load_classifier(args.model), out)
+            metrics, external = evaluate_classifier_cli(args, load_classifier(args.model, "keras"), out)
     except ModelFileError as error:
         raise SystemExit(f"error: {error}") from None
     metrics.update(model=str(args.model), data=[str(d) for d in args.data], split=args.split,

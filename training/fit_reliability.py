@@ -163,7 +163,7 @@ def main(argv=None):
     card = read_card(model_path)
     card.pop("reliability", None)  # fit from the bare model: temperature 1, no gate
     card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
-    classifier = load_classifier(model_path)
+    classifier = load_classifier(model_path, "keras")
     classes = classifier.classes
     split = card["split"]
     train, val = split_sources(args.data, classes, split["val_fraction"], split["seed"])

@@ -68,7 +68,7 @@ def main(argv=None):
     from skinlesion.datasets import read_dataset
     from skinlesion.inputs import load_sample_image
     from skinlesion.measure import measure_lesion
-    analyzer = Analyzer(args.models, tasks=())
+    analyzer = Analyzer(args.models, tasks=(), runtime="keras")
     rng = np.random.default_rng(args.seed)
 
     def measured(image):

@@ -220,7 +220,7 @@ def teacher_probabilities(paths, crops, classes, steps, crop_mode, max_side, chu
     from skinlesion.regions import resize_rgb
     total = np.zeros((len(crops), len(classes)))
     for path in paths:
-        teacher = load_classifier(path)
+        teacher = load_classifier(path, "keras")
         seen = (teacher.classes, teacher.crop_mode, tuple(teacher.steps), teacher.max_image_side)
         wanted = (tuple(classes), crop_mode, tuple(steps), max_side)
         if seen != wanted:
@@ -257,9 +257,8 @@ def segmenter_masks(samples, unet_path, folder):
     lesion: serving then classifies the whole image, and so does training)."""
     from skinlesion.overlays import save_mask_png
     from skinlesion.inputs import load_sample_image
-    from skinlesion.models import load_checked_model
-    from skinlesion.segment import Segmenter
-    segmenter = Segmenter(*load_checked_model(unet_path))
+    from skinlesion.segment import load_segmenter
+    segmenter = load_segmenter(unet_path, "keras")
     folder = Path(folder) / f"unet-masks-{segmenter.card['sha256'][:12]}"
     paths = []
     for number, sample in enumerate(samples, 1):

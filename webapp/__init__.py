@@ -51,7 +51,7 @@ def create_app(config=None):
         Path(app.config[folder]).mkdir(parents=True, exist_ok=True)
 
     from skinlesion.runtime import configure_threads
-    configure_threads(app.config.get("TF_THREADS", 0))
+    configure_threads(app.config.get("INFERENCE_THREADS", 0))
     from . import api, auth, cli, errors, pages, security
     from .engine import Engine, EngineSettings
     security.init_app(app)

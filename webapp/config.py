@@ -15,6 +15,11 @@ def _database(value):
     return str(value) if "://" in str(value) else Path(value)
 
 
+def _inference_threads(default):
+    """SKINLESION_INFERENCE_THREADS (SKINLESION_TF_THREADS, its name while TensorFlow served, still read)."""
+    return int(_env("INFERENCE_THREADS", _env("TF_THREADS", default)))
+
+
 def from_environment():
     """The app's configuration; every key can also be overridden by create_app(config)."""
     return {
@@ -57,8 +62,8 @@ def from_environment():
         # anyway, logs one error line, fails /api/health and answers what it cannot do
         # with 503, instead of halting the whole server and its healthy workers.
         "BOOT_FAILURE": _env("BOOT_FAILURE", "stop"),
-        # TensorFlow threads per process (0: TensorFlow decides). Under gunicorn, cores / workers.
-        "TF_THREADS": int(_env("TF_THREADS", "0")),
+        # LiteRT threads per model (0: LiteRT decides). Under gunicorn, cores / workers.
+        "INFERENCE_THREADS": _inference_threads("0"),
     }
 
 
@@ -74,8 +79,8 @@ def server_settings():
         # Recycle workers now and then so a slow leak can never grow without bound.
         "max_requests": int(_env("MAX_REQUESTS", "500")),
         "max_requests_jitter": int(_env("MAX_REQUESTS_JITTER", "50")),
-        # Each worker's TensorFlow gets its share of the cores.
-        "tf_threads": int(_env("TF_THREADS", str(max(1, (os.cpu_count() or 2) // workers)))),
+        # Each worker's models get its share of the cores.
+        "inference_threads": _inference_threads(str(max(1, (os.cpu_count() or 2) // workers))),
         # A worker restarted after a model or the database went bad comes up degraded (503s,
         # a failing /api/health, one error line) instead of making the master halt every worker.
         "boot_failure": _env("BOOT_FAILURE", "degrade"),

@@ -16,7 +16,7 @@ from .store import new_record
 
 log = logging.getLogger(__name__)
 
-# One analysis at a time per process: TensorFlow already uses every core for one image,
+# One analysis at a time per process: LiteRT already uses the worker's cores for one image,
 # and running two at once only makes both slower and doubles peak memory.
 _analysis_lock = threading.Lock()
 
