@@ -47,6 +47,8 @@ CITATIONS = {
     "ham10000": "HAM10000 (Tschandl, Rosendahl & Kittler, Sci. Data 5, 180161, 2018), CC BY-NC 4.0",
     "isic2017": "ISIC 2017 challenge (Codella et al., ISBI 2018, arXiv:1710.05006), ISIC Archive",
     "derm7pt": "Seven-point checklist dataset (Kawahara et al., IEEE JBHI 23(2), 2019), research use",
+    "isic_acral": "ISIC Archive acral lesions (Hospital Clinic de Barcelona, Imperial College London, "
+                  "Memorial Sloan Kettering and others; CC-0 / CC BY / CC BY-NC per image)",
 }
 
 
@@ -247,8 +249,29 @@ def _labels_csv(root):
     return _csv_with_header(root, lambda header: "dx" in header and bool(header & set(IMAGE_ID_COLUMNS)))
 
 
+def _linked_groups(rows, id_column):
+    """{image id: group}: images that share a lesion_id or a patient_id, directly or through
+    another image, form one group, so a split keeps a lesion and a patient on one side. An image
+    with neither is its own group."""
+    parent = {}
+
+    def root(key):
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for row in rows:
+        keys = [f"image:{row[id_column]}"] + [f"{column}:{row[column]}" for column in ("lesion_id", "patient_id")
+                                              if row.get(column)]
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    return {row[id_column]: root(f"image:{row[id_column]}") for row in rows}
+
+
 def read_labels_csv(root, classes=None, report=print):
-    """The general form: labels CSV (image_id|image, dx[, lesion_id]) + images below."""
+    """The general form: labels CSV (image_id|image, dx[, lesion_id][, patient_id]) + images
+    below. Images sharing a lesion or a patient are one group of the split."""
     from .classes import DISPLAY_NAMES
     root = Path(root)
     labels = _labels_csv(root)
@@ -260,7 +283,10 @@ def read_labels_csv(root, classes=None, report=print):
         reader = csv.DictReader(handle)
         id_column = next(c for c in IMAGE_ID_COLUMNS if c in reader.fieldnames)
         squashed = "isic2017_split" in reader.fieldnames
-        for row in reader:
+        rows = list(reader)
+        linked = "patient_id" in reader.fieldnames
+        groups = _linked_groups(rows, id_column) if linked else {}
+        for row in rows:
             code = (row["dx"] or "").strip().lower()
             if code not in DISPLAY_NAMES:
                 skipped[code or "(none)"] += 1
@@ -269,7 +295,8 @@ def read_labels_csv(root, classes=None, report=print):
             if path is None:
                 missing += 1
                 continue
-            samples.append(Sample(path, code, row.get("lesion_id") or row[id_column],
+            group = groups[row[id_column]] if linked else (row.get("lesion_id") or row[id_column])
+            samples.append(Sample(path, code, group,
                                   masks.get(row[id_column]), resize_to=ISIC2017_SIZE if squashed else None))
     _report_rows(labels.name, labels, samples, "whose dx is not a class code", skipped, missing, report)
     return _keep_classes(samples, classes, Counter())
