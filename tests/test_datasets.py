@@ -109,3 +109,29 @@ def test_each_source_is_split_on_its_own(tiny_ham10000, tiny_labels_csv):
     assert [s for s in train if s.source == tiny_ham10000.name] == ham_train
     assert [s for s in val if s.source == tiny_ham10000.name] == ham_val
     assert {s.source for s in val} == {tiny_ham10000.name, tiny_labels_csv.name}
+
+
+def test_a_labels_csv_with_patients_keeps_a_lesion_and_a_patient_on_one_side(tmp_path):
+    """isic_acral's layout: images linked by lesion_id or patient_id (or through each other) are
+    one group of the split; an image with neither is its own."""
+    import csv
+    from conftest import synthetic_lesion, write_jpeg
+    from skinlesion.datasets import read_dataset, split_for_task
+    (tmp_path / "images").mkdir()
+    rows = [("A1", "mel", "L1", ""), ("A2", "mel", "L1", "P1"), ("A3", "nv", "L2", "P1"),  # one patient
+            ("B1", "nv", "", "P2"), ("B2", "nv", "L3", "P2"), ("C1", "nv", "", ""), ("D1", "mel", "L4", "")]
+    rows += [(f"E{i}", ("mel", "nv")[i % 2], f"L{10 + i}", f"P{10 + i}") for i in range(20)]
+    with open(tmp_path / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "dx", "lesion_id", "patient_id"])
+        writer.writerows(rows)
+    for index, (image_id, *_) in enumerate(rows):
+        write_jpeg(synthetic_lesion(seed=index)[0], tmp_path / "images" / f"{image_id}.jpg")
+    samples = {s.image.stem: s for s in read_dataset(tmp_path)}
+    assert samples["A1"].group == samples["A2"].group == samples["A3"].group  # lesion L1 -> patient P1
+    assert samples["B1"].group == samples["B2"].group != samples["A1"].group
+    assert len({samples[i].group for i in ("A1", "B1", "C1", "D1")}) == 4
+    for seed in range(5):
+        train, val = split_for_task(list(samples.values()), ["mel", "nv"], 0.3, seed)
+        assert not {s.group for s in train} & {s.group for s in val}
+        assert {"A1", "A2", "A3"} <= {s.image.stem for s in train} or {"A1", "A2", "A3"} <= {s.image.stem for s in val}
