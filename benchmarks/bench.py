@@ -141,8 +141,8 @@ def app_start_seconds(models_dir, repeats=3):
                     break
                 except OSError:
                     time.sleep(0.05)
-        finally:
-            process.send_signal(signal.SIGINT)
+        finally:  # SIGTERM: a background job's children ignore SIGINT
+            process.terminate()
             process.wait(timeout=30)
     return round(statistics.median(times), 2) if times else None
 
