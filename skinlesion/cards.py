@@ -106,7 +106,6 @@ def check_litert_files(model_path, card):
     return section
 
 
-
 def _check_companion(model_path, section):
     """The reliability file a classifier's card names: present and unchanged."""
     if not section or not section.get("file"):

@@ -3,6 +3,7 @@ import numpy as np
 
 from .classes import DISPLAY_NAMES, MALIGNANT
 from .inputs import at_trained_resolution
+from .layer_names import LOGITS_LAYER, POOLED_LAYER
 from .preprocess import preprocess
 from .regions import classifier_input
 from .reliability import calibrated_probabilities
@@ -92,7 +93,6 @@ class Classifier:
         batch = tta_views(inputs, self.tta)
         if whole is not None:
             batch = np.concatenate([batch, np.asarray(whole, np.float32)[None]])
-        from .layer_names import LOGITS_LAYER, POOLED_LAYER
         outputs = self.graphs.run(batch)
         # Logits and pooled features in one pass: calibration needs the first, the
         # unusual-image score and the dermoscopy gate the second.

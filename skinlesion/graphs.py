@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .layer_names import LAST_CONV_LAYERS, LOGITS_LAYER, MEMBER_PREFIX, POOLED_LAYER
+from .layer_names import LAST_CONV_LAYERS, LOGITS_LAYER, POOLED_LAYER
 from .models import member_last_conv_names
 from .segment import SEGMENTER_OUTPUT
 
@@ -251,6 +251,3 @@ def saliency_function(model):
 def member_count(model):
     return max(len(member_last_conv_names(model)), 1)
 
-
-__all__ = ["forward_function", "saliency_function", "member_heads", "member_count", "is_classifier",
-           "with_convertible_gradients", "MEMBER_PREFIX"]

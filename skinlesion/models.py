@@ -12,8 +12,7 @@ from keras import layers
 
 from .cards import ModelFileError, check_model_file
 
-from .layer_names import (LAST_CONV_LAYERS, LOGITS_LAYER, MEMBER_PREFIX, MOBILENET_LAST_CONV,  # noqa: F401
-                          POOLED_LAYER, SEQUENTIAL_LAST_CONV)
+from .layer_names import LAST_CONV_LAYERS, LOGITS_LAYER, MEMBER_PREFIX, POOLED_LAYER, SEQUENTIAL_LAST_CONV
 
 # U-Net skip connections, from fine to coarse, on a MobileNetV2 encoder.
 UNET_SKIPS = ("block_1_expand_relu", "block_3_expand_relu",
