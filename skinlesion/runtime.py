@@ -6,11 +6,10 @@ graph; skinlesion.graphs builds both). Serving (the web app, gunicorn, predict.p
 with LiteRT and never imports TensorFlow. Training and evaluation can run the same graphs on
 Keras (`runtime="keras"`), for a model not exported yet and for the equality tests.
 
-`load_graphs(model_path, runtime)` returns a ModelGraphs: `forward(batch)` -> {name: array} and,
-for a classifier, `saliency(image, class_index)` -> (1, H, W). `Segmenter`, `Classifier` and
+`load_graphs(model_path, runtime)` returns a ModelGraphs: `run(batch)` -> {output name: array}
+and, for a classifier, `input_gradient(image, class_index)` -> (1, H, W). `Segmenter`, `Classifier` and
 `Explainer` take it and never call a runtime themselves.
 """
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +25,11 @@ _threads = 0  # per interpreter; 0: LiteRT's default
 
 
 def configure_threads(threads):
-    """Threads per model for the forward passes of this process (0: the runtime decides).
-    Workers share the cores: gunicorn gives each cores / workers. TensorFlow's own pools are
-    pinned as well where this process already runs TensorFlow (training, evaluation)."""
+    """LiteRT threads per model for the interpreters this process loads next (0: LiteRT
+    decides). Workers share the cores: gunicorn gives each cores / workers. (Training pins
+    TensorFlow's pools itself: training.common.configure_threads.)"""
     global _threads
     _threads = int(threads or 0)
-    if _threads and "tensorflow" in sys.modules:
-        import tensorflow as tf
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # its pools already started (tests build many apps in one process)
-            pass
 
 
 @dataclass(frozen=True)
@@ -132,10 +124,14 @@ def load_graphs(model_path, runtime=SERVING_RUNTIME):
     """A model's graphs on `runtime`, after checking every file against the card."""
     if runtime not in RUNTIMES:
         raise ValueError(f"Unknown runtime {runtime!r}; choose from {RUNTIMES}.")
-    card = check_model_file(model_path, served=runtime == SERVING_RUNTIME)
     if runtime == "keras":
-        from .models import load_checked_model
+        from .models import load_checked_model  # checks the file against its card
         return keras_graphs(*load_checked_model(model_path))
+    return litert_graphs(model_path, check_model_file(model_path, served=True))
+
+
+def litert_graphs(model_path, card):
+    """ModelGraphs on LiteRT from the files the card's "litert" section names (beside the model)."""
     section = card["litert"]
     folder = Path(model_path).parent
     try:

@@ -158,7 +158,7 @@ def test_a_changed_or_missing_tflite_is_refused(models_copy):
     assert "does not match the sha256" in refusal(models_copy)
     forward.unlink()
     assert "is missing" in refusal(models_copy)
-    (models_copy / "unet.saliency.tflite").exists()  # a U-Net has a forward graph only
+    assert not (models_copy / "unet.saliency.tflite").exists()  # a U-Net has a forward graph only
 
 
 def test_the_keras_runtime_still_loads_a_model_not_exported(models_copy):

@@ -90,7 +90,7 @@ def export(model_path, images=()):
     from skinlesion import graphs
     from skinlesion.cards import read_card, sha256_of, write_card
     from skinlesion.models import load_checked_model
-    from skinlesion.runtime import LiteRTGraph, ModelGraphs, keras_graphs
+    from skinlesion.runtime import keras_graphs, litert_graphs
     model_path = Path(model_path)
     started = time.time()
     model, card = load_checked_model(model_path)
@@ -105,9 +105,7 @@ def export(model_path, images=()):
         path = model_path.with_name(model_path.stem + suffix)
         path.write_bytes(convert(function))
         section[graph] = {"file": path.name, "sha256": sha256_of(path), "outputs": output_names(function)}
-    served = ModelGraphs(card, *(LiteRTGraph(model_path.with_name(section[g]["file"]), section[g]["outputs"])
-                                 if g in section else None for g in ("forward", "saliency")),
-                         runtime="litert", members=section["members"])
+    served = litert_graphs(model_path, {**card, "litert": section})
     measured = differences(keras_graphs(model, card), served, check_images(model.input_shape[1:3], images))
     too_far = {name: value for name, value in measured.items()
                if name in TOLERANCES and value > TOLERANCES[name]}
