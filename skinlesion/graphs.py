@@ -133,26 +133,24 @@ def resize_matrices(layer, in_height, in_width):
     return matrix(in_height, layer.height, 0), matrix(in_width, layer.width, 1)
 
 
-def with_convertible_gradients(model):
-    """A copy of `model` (same weights) whose gradients LiteRT can run (see the module doc)."""
-    sizes = {}
+def _converted_copy(model, gradients):
+    """A copy of `model` (same weights) whose antialiased Resizing layers are their constant
+    matrices and, with `gradients`, whose ReLU6 and DepthwiseConv2D carry convertible gradients."""
+    sizes = {layer.name: tuple(int(d) for d in layer.input.shape[1:3])
+             for layer in model.layers if isinstance(layer, layers.Resizing)}
 
     def replace(layer):
-        if isinstance(layer, layers.ReLU) and layer.max_value == 6.0 and not layer.negative_slope \
-                and not layer.threshold:
+        if isinstance(layer, layers.Resizing):
+            return FixedLinearResize(*resize_matrices(layer, *sizes[layer.name]), name=layer.name)
+        if gradients and isinstance(layer, layers.ReLU) and layer.max_value == 6.0 \
+                and not layer.negative_slope and not layer.threshold:
             return ConvertibleReLU6(name=layer.name)
-        if isinstance(layer, layers.DepthwiseConv2D):
+        if gradients and isinstance(layer, layers.DepthwiseConv2D):
             weights = layer.get_weights()
             return ConvertibleDepthwiseConv2D(weights[0], weights[1] if layer.use_bias else None,
                                               layer.strides[0], layer.padding, name=layer.name)
-        if isinstance(layer, layers.Resizing):
-            height, width = sizes[layer.name]
-            return FixedLinearResize(*resize_matrices(layer, height, width), name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
-    for layer in model.layers:
-        if isinstance(layer, layers.Resizing):
-            sizes[layer.name] = tuple(int(d) for d in layer.input.shape[1:3])
     copy = keras.models.clone_model(model, clone_function=replace)
     for layer in model.layers:
         target = copy.get_layer(layer.name)
@@ -161,24 +159,17 @@ def with_convertible_gradients(model):
     return copy
 
 
+def with_convertible_gradients(model):
+    """A copy of `model` (same weights) whose gradients LiteRT can run (see the module doc)."""
+    return _converted_copy(model, gradients=True)
+
+
 def with_fixed_resizes(model):
     """A copy of `model` whose antialiased Resizing layers are their constant matrices (the
     forward graph LiteRT can take); the model itself when it has none."""
     if not any(isinstance(layer, layers.Resizing) for layer in model.layers):
         return model
-    sizes = {layer.name: tuple(int(d) for d in layer.input.shape[1:3])
-             for layer in model.layers if isinstance(layer, layers.Resizing)}
-
-    def replace(layer):
-        if isinstance(layer, layers.Resizing):
-            return FixedLinearResize(*resize_matrices(layer, *sizes[layer.name]), name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(model, clone_function=replace)
-    for layer in model.layers:
-        if layer.weights:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
-    return copy
+    return _converted_copy(model, gradients=False)
 
 
 # --- the graphs -------------------------------------------------------------------------------
