@@ -41,6 +41,12 @@ def from_another_site():
     return origin == "null" or urlsplit(origin).netloc != request.host
 
 
+def refuse_unknown_host():
+    """Read the Host first: werkzeug raises its SecurityError (a 400) for a name not in
+    TRUSTED_HOSTS, before the login check or a template tries to build a URL under it."""
+    request.host  # noqa: B018 (read for its check)
+
+
 def refuse_cross_origin():
     if request.method not in SAFE_METHODS and from_another_site():
         abort(403, description=CROSS_SITE_MESSAGE)
@@ -71,7 +77,8 @@ def init_app(app):
         from werkzeug.middleware.proxy_fix import ProxyFix
         count = app.config["PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
-    app.before_request(refuse_cross_origin)  # first: before credentials are even looked at
+    app.before_request(refuse_unknown_host)  # first: nothing may build a URL under a forged name
+    app.before_request(refuse_cross_origin)  # before credentials are even looked at
     app.after_request(add_security_headers)
 
 
