@@ -88,9 +88,12 @@ def get_analysis(analysis_id):
 
 @blueprint.get("/health")
 def health():
-    """200 when this worker can analyse and a restarted one could start; else 503 with why."""
+    """200 when this worker can analyse and a restarted one could start; else 503 with why.
+    Open to a load balancer's probe without credentials (auth.PROBE_ENDPOINT): without
+    a login it says only healthy or not and why, not which models run."""
     problems = engine().problems()
-    body = {"status": "failing" if problems else "ok", "problems": problems,
-            "tasks": list(engine().tasks), "models": engine().versions()}
+    body = {"status": "failing" if problems else "ok", "problems": problems}
+    if current_owner() is not None or not current_app.config["LOGIN_REQUIRED"]:
+        body |= {"tasks": list(engine().tasks), "models": engine().versions()}
     return jsonify(body), 503 if problems else 200
 

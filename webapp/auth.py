@@ -36,6 +36,10 @@ FREE_ATTEMPTS = 5  # failures per (name, address) before waiting
 FIRST_WAIT_SECONDS = 30  # then 30 s, 60 s, 120 s, ... after each further failure
 MAX_WAIT_SECONDS = 15 * 60
 FAILURE_MEMORY_SECONDS = 60 * 60  # failures older than this are forgotten
+OPEN_ENDPOINTS = ("auth.login", "static")
+# A load balancer's probe must tell a healthy host from a broken one without an account; with
+# credentials the health check also names the models (api.health).
+PROBE_ENDPOINT = "api.health"
 
 def login_required(setting, workstation, host):
     """setting: always | never | auto. auto: accounts unless `python app.py` on loopback."""
@@ -204,7 +208,8 @@ def enforce_login():
     g.user = g.account = None
     if not current_app.config["LOGIN_REQUIRED"]:
         return None
-    if request.endpoint in ("auth.login", "static"):
+    if request.endpoint in OPEN_ENDPOINTS or (request.endpoint == PROBE_ENDPOINT
+                                              and request.authorization is None):
         return None
     if _uses_basic_credentials():
         credentials = request.authorization

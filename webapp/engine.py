@@ -1,6 +1,7 @@
 """The web app's use of the analysis core: one Analyzer per process, files, store rows."""
 import hashlib
 import logging
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 # One analysis at a time per process: LiteRT already uses the worker's cores for one image,
 # and running two at once only makes both slower and doubles peak memory.
 _analysis_lock = threading.Lock()
+
+
+DERIVED_IMAGES_BYTES = 24 * 2**20  # overlays, outline, mask, crop and thumbnail of one analysis, with room
 
 
 class ServiceUnavailable(RuntimeError):
@@ -43,6 +47,22 @@ def _size_of(data):
     return {"width": size[0], "height": size[1]} if size else None
 
 
+def too_little_space(folders, needed_bytes):
+    """A problem for each folder whose disk has less than `needed_bytes` free (an analysis
+    would fail to store its files there), or that cannot be read."""
+    found = []
+    for folder in folders:
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError as error:
+            found.append(f"cannot check the free space of {folder}: {error.strerror or error}")
+            continue
+        if free < needed_bytes:
+            found.append(f"the disk of {folder} is full: {free // 2**20} MB free, an analysis needs up to "
+                         f"{needed_bytes // 2**20} MB")
+    return found
+
+
 def new_id():
     return uuid.uuid4().hex
 
@@ -59,6 +79,9 @@ class EngineSettings:
     login_required: bool = False
     boot_failure: str = "stop"
     warm_up: bool = True
+    # An analysis stores its upload (at most the upload limit) and its derived images.
+    needed_free_bytes: int = 64 * 2**20
+    database_dir: Path | None = None  # SQLite's folder, whose disk every analysis writes too
 
     @classmethod
     def from_config(cls, config):
@@ -66,7 +89,9 @@ class EngineSettings:
                    upload_dir=Path(config["UPLOAD_DIR"]), heatmap_dir=Path(config["HEATMAP_DIR"]),
                    overlay_format=config.get("OVERLAY_FORMAT", "jpg"), calibration=config.get("CALIBRATION"),
                    login_required=bool(config.get("LOGIN_REQUIRED")),
-                   boot_failure=config.get("BOOT_FAILURE", "stop"), warm_up=config.get("WARM_UP", True))
+                   boot_failure=config.get("BOOT_FAILURE", "stop"), warm_up=config.get("WARM_UP", True),
+                   needed_free_bytes=config.get("MAX_CONTENT_LENGTH", 20 * 2**20) + DERIVED_IMAGES_BYTES,
+                   database_dir=None if "://" in str(config["DATABASE"]) else Path(config["DATABASE"]).parent)
 
 
 class Engine:
@@ -107,6 +132,9 @@ class Engine:
     def problems(self):
         """What would stop this server from analysing, or a restarted worker from starting."""
         found = [self.store.check()] + [p for p in self.model_watch.problems() if p != self.failure]
+        folders = dict.fromkeys(f for f in (self.settings.upload_dir, self.settings.heatmap_dir,
+                                            self.settings.database_dir) if f is not None)
+        found += too_little_space(folders, self.settings.needed_free_bytes)
         if self.failure:
             found.append(f"this worker started without models: {self.failure}")
         return [problem for problem in found if problem]
