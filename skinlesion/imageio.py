@@ -1,6 +1,7 @@
 """Turn untrusted bytes or a path into an 8-bit RGB array, or refuse with a reason."""
 import io
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -15,6 +16,19 @@ MAX_ASPECT = 10  # longer side / shorter side
 
 # Pillow's own guard only warns below 2x its limit; we want a hard, early refusal.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Memory a decoded image may take, as Pillow holds it: the largest 8-bit RGB image allowed
+# (Pillow keeps RGB in 4 bytes a pixel). A small file can declare a deep or wide format (a
+# 95 KB 16-bit PNG, a 298 KB float TIFF) that the pixel limit alone lets through.
+MAX_DECODED_BYTES = MAX_PIXELS * 4
+# Bytes a pixel as Pillow holds it; with alpha twice that, since shrinking makes a premultiplied
+# copy first. Modes not named: 4.
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+                   "LA": 8, "PA": 8, "RGBA": 8}
+# Decodes at once in a process: each may take up to MAX_DECODED_BYTES, whatever the number
+# of requests a server lets in at the same time.
+DECODE_SLOTS = threading.BoundedSemaphore(2)
+# JPEG-coded formats that Pillow can decode at 1/2, 1/4 or 1/8 scale directly.
+DRAFT_FORMATS = {"JPEG", "MPO"}
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"}
 # The file names taken as images when a folder is searched (data sets, predict.py).
@@ -53,6 +67,16 @@ def _to_rgb8(image):
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def check_decoded_bytes(image):
+    """Refuse, before decoding, an image whose pixels would take more memory than allowed."""
+    width, height = image.size
+    decoded = width * height * BYTES_PER_PIXEL.get(image.mode, 4)
+    if decoded > MAX_DECODED_BYTES:
+        raise ImageError(
+            f"The image ({width}x{height} pixels, mode {image.mode}) would take {decoded // 2**20} MB "
+            f"to decode and shrink; the limit is {MAX_DECODED_BYTES // 2**20} MB. Save it as an 8-bit JPEG or PNG.")
 
 
 def check_dimensions(width, height, max_pixels=MAX_PIXELS, min_side=MIN_SIDE):
@@ -111,9 +135,15 @@ def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
 
     EXIF orientation is applied. max_side: shrink so the longer side is at most this
     (a JPEG is decoded at a reduced scale directly: a 49 MP photograph never exists in
-    memory at full size). Raises ImageError with a human message for anything that is
-    not a usable still image.
+    memory at full size; other formats are shrunk before any copy or conversion). At most
+    DECODE_SLOTS decodes run at once. Raises ImageError with a human message for anything
+    that is not a usable still image.
     """
+    with DECODE_SLOTS:
+        return _decode(source, max_pixels, min_side, max_side)
+
+
+def _decode(source, max_pixels, min_side, max_side):
     # A truncated upload is refused, never half-decoded: Pillow's switch for that is global and
     # other libraries turn it on when imported (WeasyPrint does), so it is set back here.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -130,12 +160,13 @@ def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise ImageError("Animated or multi-page images are not supported: "
                                  "upload a single still image.")
-            if max_side and image.format == "JPEG":
+            if max_side and image.format in DRAFT_FORMATS:
                 image.draft(None, bounded_size(width, height, max_side))
+            check_decoded_bytes(image)
             image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb8(image)
-            return downscale(rgb, max_side) if max_side else rgb
+            if max_side and max(image.size) > max_side:  # area averaging, before any copy
+                image = image.resize(bounded_size(*image.size, max_side), Image.Resampling.BOX)
+            return _to_rgb8(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except UnidentifiedImageError:

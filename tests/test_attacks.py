@@ -46,3 +46,65 @@ def test_health_fails_on_a_full_disk(locked_app, monkeypatch):
     probe = locked_app.test_client().get("/api/health")
     assert probe.status_code == 503 and probe.get_json()["status"] == "failing"
     assert any("disk" in problem and "full" in problem for problem in probe.get_json()["problems"])
+
+
+# --- 3. slow clients: the shipped nginx site in front of gunicorn --------------------------
+
+def test_stalled_uploads_hold_nginx_not_the_workers(tiny_models):
+    """Gunicorn alone (1 worker x 2 threads here) stops answering while two clients stall
+    inside their bodies; behind deploy/nginx-lesion-lens.conf it answers throughout, and
+    nginx drops the stalled clients after its body timeout (10 s)."""
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from slow_clients import Gunicorn, Nginx, closed_within, nginx_binary, probe, stall
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed (.ci/run installs Debian's nginx-light)")
+    server = Gunicorn(1, tiny_models, {"SKINLESION_PROXIES": "1", "SKINLESION_WARM_UP": "0",
+                                       "SKINLESION_INFERENCE_THREADS": "1"})
+    proxy = Nginx(server.port)
+    try:
+        held = stall(server.port, 2)
+        assert probe(server.url, timeout=4) is None  # the failure the proxy is there for
+        for connection in held:
+            connection.close()
+        stalled = stall(proxy.port, 8)
+        for _ in range(3):
+            assert probe(proxy.url, timeout=4) is not None
+        closed = closed_within(stalled[0], 20)
+        assert closed is not None and (closed == b"" or b"408" in closed.split(b"\r\n")[0])
+        assert probe(proxy.url, timeout=4) is not None
+        for connection in stalled:
+            connection.close()
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+# --- 4. memory per upload is bounded by what the decode costs, not by the file's size --------
+
+def test_no_upload_that_passes_the_limits_adds_more_than_300_mb():
+    """Before: a 115 KB 16-bit PNG added 1,358 MB, a 312 KB float TIFF 1,454 MB, an RGBA
+    PNG 1,217 MB, an MPO 657 MB (benchmarks/decode_memory.py, 49 MP each)."""
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from decode_memory import peak_added_mb, worst_case_files
+    if not __import__("pathlib").Path("/proc/self/clear_refs").exists():
+        pytest.skip("the peak is measured with Linux's /proc/self/clear_refs")
+    for name, data in worst_case_files().items():
+        added, _, outcome = peak_added_mb(data)
+        assert added <= 300, (name, added)
+        assert outcome == "(1024, 1024, 3)" or "to decode and shrink" in outcome, (name, outcome)
+    added, _, _ = peak_added_mb(worst_case_files()["32-bit float TIFF"], copies=8)
+    assert added <= 2 * 300  # two decodes at a time, whatever the number of requests
+
+
+def test_a_decode_that_would_take_too_much_memory_is_a_clear_refusal(locked_app):
+    import numpy as np
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((7000, 7000, 4), 200, np.uint8), "RGBA").save(buffer, "PNG")
+    response = locked_app.test_client().post("/api/analyze", headers=basic("alice"),
+                                              data={"image": (io.BytesIO(buffer.getvalue()), "a.png")})
+    assert response.status_code in (400, 413, 422) and "8-bit JPEG or PNG" in response.get_json()["error"]
