@@ -108,3 +108,47 @@ def test_a_decode_that_would_take_too_much_memory_is_a_clear_refusal(locked_app)
     response = locked_app.test_client().post("/api/analyze", headers=basic("alice"),
                                               data={"image": (io.BytesIO(buffer.getvalue()), "a.png")})
     assert response.status_code in (400, 413, 422) and "8-bit JPEG or PNG" in response.get_json()["error"]
+
+
+# --- 5. the login throttle table stays small, whatever the names tried ---------------------
+
+def test_failed_logins_with_huge_names_store_nothing(locked_app):
+    from test_security import login
+    from webapp import db
+    client = locked_app.test_client()
+    database = locked_app.config["DATABASE"]
+    before = database.stat().st_size
+    for index in range(20):
+        assert login(client, f"{index}" + "x" * 400_000, "wrong password!").status_code == 401
+        assert client.get("/api/analyses/x", headers=basic("y" * 400_000)).status_code == 401
+    assert database.stat().st_size - before < 64 * 1024  # was 0.65 -> 16.7 MB
+    with locked_app.extensions["skinlesion"].store.engine.connect() as connection:
+        keys = [row[0] for row in connection.execute(db.login_throttle.select())]
+    assert all(len(key) < 200 for key in keys)
+
+
+def test_the_throttle_forgets_old_and_excess_pairs(locked_app, monkeypatch):
+    import time
+    from webapp import auth, db
+    users = locked_app.extensions["skinlesion_users"]
+    monkeypatch.setattr(auth, "MAX_THROTTLE_ROWS", 5)
+    for index in range(12):
+        users.begin_attempt(f"name{index}|10.1.1.1")
+    with users.engine.begin() as connection:
+        assert len(connection.execute(db.login_throttle.select()).all()) <= 5
+        connection.execute(db.login_throttle.update().values(last=time.time() - auth.FAILURE_MEMORY_SECONDS - 1))
+    users.begin_attempt("fresh|10.1.1.1")
+    with users.engine.connect() as connection:
+        assert [row.key for row in connection.execute(db.login_throttle.select())] == ["fresh|10.1.1.1"]
+
+
+# --- 6. passwords a guesser would try first are refused, with the reason --------------------
+
+@pytest.mark.parametrize("name, password, reason", [
+    ("dave", "1234567890", "common password"), ("dave", "dave123456", "user name"),
+    ("erin", "erinerinerin", "user name"), ("frank", "qwertyuiop", "too easy to guess"),
+    ("gina", "short", "at least 10 characters")])
+def test_guessable_passwords_are_refused(locked_app, name, password, reason):
+    result = locked_app.test_cli_runner().invoke(args=["users", "add", name], input=f"{password}\n{password}\n")
+    assert result.exit_code != 0 and reason in result.output
+    assert name not in locked_app.extensions["skinlesion_users"].names()

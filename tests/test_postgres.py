@@ -281,3 +281,19 @@ def test_two_instances_share_one_postgresql_and_one_storage(tiny_models, tmp_pat
         for instance in (first, second):
             if instance.process.poll() is None:
                 instance.stop()
+
+
+def test_a_long_name_is_a_wrong_login_on_postgresql(tiny_models, tmp_path, postgres_url):
+    """Issue 29.5: a 500-character name overflowed the throttle's VARCHAR(400) key: 503."""
+    import base64
+    from webapp import create_app
+    app = create_app({"TESTING": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u",
+                      "HEATMAP_DIR": tmp_path / "h", "DATABASE": postgres_url, "WARM_UP": False,
+                      "SECRET_KEY": "k" * 64, "LISTEN_HOST": "0.0.0.0"})
+    client = app.test_client()
+    name = "n" * 500
+    page = client.get("/login")
+    token = page.data.decode().split('name="csrf_token" value="')[1].split('"')[0]
+    assert client.post("/login", data={"name": name, "password": "x", "csrf_token": token}).status_code == 401
+    credentials = base64.b64encode(f"{name}:x".encode()).decode()
+    assert client.get("/api/analyses/x", headers={"Authorization": f"Basic {credentials}"}).status_code == 401

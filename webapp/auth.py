@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 
 from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request, session,
                    url_for)
@@ -36,6 +36,15 @@ FREE_ATTEMPTS = 5  # failures per (name, address) before waiting
 FIRST_WAIT_SECONDS = 30  # then 30 s, 60 s, 120 s, ... after each further failure
 MAX_WAIT_SECONDS = 15 * 60
 FAILURE_MEMORY_SECONDS = 60 * 60  # failures older than this are forgotten
+MAX_NAME_LENGTH = 64  # of an account's name, and so of any name a login may try
+# (name, address) pairs remembered; beyond it the oldest are forgotten first, so that
+# guesses with ever new names cannot grow the table without bound.
+MAX_THROTTLE_ROWS = 10_000
+MIN_PASSWORD_LENGTH = 10
+# zxcvbn's score (0-4) a password needs: 3 is "safely unguessable" by its authors' measure;
+# the user name and the product's own words count as known to a guesser.
+MIN_PASSWORD_SCORE = 3
+CONTEXT_WORDS = ["lesion", "lens", "skinlesion", "dermoscopy", "melanoma"]
 OPEN_ENDPOINTS = ("auth.login", "static")
 # A load balancer's probe must tell a healthy host from a broken one without an account; with
 # credentials the health check also names the models (api.health).
@@ -82,10 +91,9 @@ class Users:
 
     def add(self, name, password):
         name = name.strip()
-        if not name or len(name) > 64:
-            raise ValueError("A user name of 1 to 64 characters is needed.")
-        if len(password) < 10:
-            raise ValueError("The password needs at least 10 characters.")
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"A user name of 1 to {MAX_NAME_LENGTH} characters is needed.")
+        check_password(name, password)
         try:
             with self.engine.begin() as connection:
                 connection.execute(db.users.insert().values(
@@ -140,15 +148,48 @@ class Users:
                                    now - throttle.c.last >= _wait_expression(throttle.c.failures)))
                      .returning(throttle.c.failures))
         with self.engine.begin() as connection:
-            if connection.execute(statement).first() is not None:
-                return 0
-            failures, last = connection.execute(select(throttle.c.failures, throttle.c.last)
-                                                .where(throttle.c.key == key)).one()
-        return max(1, wait_after(failures) - (now - last))
+            counted = connection.execute(statement).first()
+            if counted is None:
+                failures, last = connection.execute(select(throttle.c.failures, throttle.c.last)
+                                                    .where(throttle.c.key == key)).one()
+        if counted is None:
+            return max(1, wait_after(failures) - (now - last))
+        if counted[0] == 1:  # a new pair: forget what is too old or too many
+            self.prune(now)
+        return 0
+
+    def prune(self, now):
+        """Forget failures older than FAILURE_MEMORY_SECONDS (they count as none already), then
+        the oldest beyond MAX_THROTTLE_ROWS. Its own transaction: if it loses a race with
+        another host's, the next new pair prunes again."""
+        throttle = db.login_throttle
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(throttle).where(throttle.c.last < now - FAILURE_MEMORY_SECONDS))
+                excess = connection.execute(select(func.count()).select_from(throttle)).scalar() - MAX_THROTTLE_ROWS
+                if excess > 0:
+                    oldest = select(throttle.c.key).order_by(throttle.c.last).limit(excess)
+                    connection.execute(delete(throttle).where(throttle.c.key.in_(oldest.scalar_subquery())))
+        except db.DatabaseError as error:
+            log.info("login throttle not pruned this time: %s", error)
 
     def clear_failures(self, key):
         with self.engine.begin() as connection:
             connection.execute(delete(db.login_throttle).where(db.login_throttle.c.key == key))
+
+
+def check_password(name, password):
+    """Refuse a short, common or guessable password (NIST SP 800-63B 5.1.1.2), saying why."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"The password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    if name.casefold() in password.casefold():
+        raise ValueError("The password must not contain the user name.")
+    from zxcvbn import zxcvbn
+    strength = zxcvbn(password, user_inputs=[name, *CONTEXT_WORDS])
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        feedback = strength["feedback"]
+        reason = " ".join([feedback.get("warning") or "It would be guessed quickly.", *feedback.get("suggestions", [])])
+        raise ValueError(f"The password is too easy to guess: {reason}")
 
 
 def upsert(engine):
@@ -181,8 +222,11 @@ def current_owner():
 
 
 def _authenticate(name, password):
-    """(account id or None, seconds to wait). Throttled per (name, client address)."""
-    key = f"{name}|{request.remote_addr}"
+    """(account id or None, seconds to wait). Throttled per (name, client address). A name
+    longer than any account's is wrong without a look at the database (nothing stored)."""
+    if len(name) > MAX_NAME_LENGTH:
+        return None, 0
+    key = f"{name}|{(request.remote_addr or '')[:64]}"
     wait = users().begin_attempt(key)
     if wait:
         return None, wait

@@ -21,7 +21,7 @@ def _users():
 
 @users_cli.command("add")
 @click.argument("name")
-@click.password_option(help="at least 10 characters")
+@click.password_option(help="at least 10 characters, not common or guessable, without the user name")
 def add_user(name, password):
     try:
         _users().add(name, password)
