@@ -152,3 +152,28 @@ def test_guessable_passwords_are_refused(locked_app, name, password, reason):
     result = locked_app.test_cli_runner().invoke(args=["users", "add", name], input=f"{password}\n{password}\n")
     assert result.exit_code != 0 and reason in result.output
     assert name not in locked_app.extensions["skinlesion_users"].names()
+
+
+# --- 7. a note over its limit is refused with the limit, never cut or called a file problem --
+
+@pytest.mark.parametrize("size", [2_001, 400_000, 600_000])
+def test_a_note_over_its_limit_is_refused_with_the_limit(locked_app, size):
+    client = locked_app.test_client()
+    before = len(locked_app.extensions["skinlesion"].store.list())
+    response = client.post("/api/analyze", headers=basic("alice"),
+                           data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg"), "note": "n" * size})
+    assert response.status_code in (400, 413) and "2,000" in response.get_json()["error"]
+    assert len(locked_app.extensions["skinlesion"].store.list()) == before
+    fitting = client.post("/api/analyze", headers=basic("alice"),
+                          data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg"), "note": "n" * 2_000})
+    assert fitting.status_code == 200 and fitting.get_json()["note"] == "n" * 2_000
+
+
+def test_the_upload_page_refuses_a_long_case_reference_and_keeps_the_form(locked_app):
+    from test_security import login
+    from test_web import page_post
+    client = locked_app.test_client()
+    login(client, "alice")
+    response = page_post(client, "/analyze", {"image": (io.BytesIO(jpeg_bytes()), "a.jpg"),
+                                              "case": "c" * 101, "note": "kept"})
+    assert response.status_code == 400 and b"at most 100" in response.data and b"kept" in response.data

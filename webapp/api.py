@@ -12,7 +12,7 @@ from skinlesion.overlays import IMAGE_KINDS
 
 from .auth import current_owner
 from .engine import ServiceUnavailable
-from .forms import FormError, read_task, read_uploads
+from .forms import FormError, read_case_and_note, read_task, read_uploads
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -68,8 +68,8 @@ def analyze():
         if len(uploads) != 1:
             raise FormError("Send exactly one image in the field 'image'.")
         task = read_task(request, engine().tasks)
-        record = engine().analyze_upload(uploads[0].data, task, uploads[0].name,
-                                         request.form.get("case", ""), request.form.get("note", ""),
+        case_ref, note = read_case_and_note(request)
+        record = engine().analyze_upload(uploads[0].data, task, uploads[0].name, case_ref, note,
                                          current_owner())
     except (FormError, ImageError) as problem:
         return error(str(problem), getattr(problem, "status", 400))

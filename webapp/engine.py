@@ -155,7 +155,7 @@ class Engine:
         record = new_record(
             result.summary(), id=analysis_id, files=files, original_name=(original_name or "")[:200],
             image_sha256=hashlib.sha256(data).hexdigest(),
-            case_ref=(case_ref or "").strip()[:100] or None, note=(note or "").strip()[:2000] or None,
+            case_ref=(case_ref or "").strip() or None, note=(note or "").strip() or None,
             owner=owner)
         try:
             return self.store.add(record)

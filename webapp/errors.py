@@ -4,15 +4,16 @@ from flask import current_app, jsonify, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import SecurityError
 
+from .forms import too_many_parts_message
 from .pages import upload_page
 
 
 def too_large_message():
-    """413 comes from two limits: the body's size, and the number of form parts."""
+    """413 comes from two limits: the body's size, and the form's parts (their number, and
+    the size of a text field)."""
     config = current_app.config
     if (request.content_length or 0) <= config["MAX_CONTENT_LENGTH"]:
-        return (f"The form has too many fields or files; at most {config['MAX_FILES']} images "
-                "can be sent at once.")
+        return too_many_parts_message(config["MAX_FILES"])
     return f"The upload is too large; the limit is {config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB."
 
 

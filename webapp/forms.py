@@ -7,6 +7,10 @@ from flask import current_app
 from skinlesion.imageio import image_dimensions
 
 
+MAX_CASE_CHARS = 100
+MAX_NOTE_CHARS = 2000
+
+
 class FormError(ValueError):
     """A request the user can fix; str(error) is shown to them. status: the HTTP code."""
 
@@ -59,3 +63,21 @@ def read_task(request, tasks):
     if task not in tasks:
         raise FormError(f"Unknown task {task!r}: choose {' or '.join(tasks)}.")
     return task
+
+
+def read_case_and_note(request):
+    """The case reference and note, stripped; over its limit either is refused, never cut."""
+    values = []
+    for field, label, limit in (("case", "case reference", MAX_CASE_CHARS), ("note", "note", MAX_NOTE_CHARS)):
+        value = request.form.get(field, "").strip()
+        if len(value) > limit:
+            raise FormError(f"The {label} is {len(value):,} characters long; it may hold at most {limit:,}.")
+        values.append(value)
+    return tuple(values)
+
+
+def too_many_parts_message(max_files):
+    """werkzeug's 413 within the size limit: too many form parts, or a text field too long."""
+    return (f"The form has too many fields or files (at most {max_files} images at once), or a text "
+            f"field is too long (a case reference holds at most {MAX_CASE_CHARS:,} characters, "
+            f"a note {MAX_NOTE_CHARS:,}).")

@@ -14,7 +14,8 @@ from skinlesion.reliability import STATE_LABELS
 
 from .auth import current_owner
 from .engine import ServiceUnavailable
-from .forms import FormError, example_names, read_task, read_uploads
+from .forms import (MAX_CASE_CHARS, MAX_NOTE_CHARS, FormError, example_names, read_case_and_note, read_task,
+                    read_uploads)
 
 blueprint = Blueprint("pages", __name__)
 HISTORY_PAGE_SIZE = 50
@@ -33,7 +34,8 @@ def record_or_404(analysis_id):
 
 def upload_page(error=None, status=200, form=None):
     return render_template("index.html", error=error, form=form or {}, tasks=engine().tasks,
-                           task_labels=TASK_LABELS, examples=example_names()), status
+                           task_labels=TASK_LABELS, examples=example_names(),
+                           limits={"case": MAX_CASE_CHARS, "note": MAX_NOTE_CHARS}), status
 
 
 @blueprint.get("/")
@@ -47,13 +49,14 @@ def analyze():
     try:
         uploads = read_uploads(request)
         task = read_task(request, engine().tasks)
+        case_ref, note = read_case_and_note(request)
     except FormError as problem:
         return upload_page(str(problem), problem.status, form)
     records, failures = [], []
     for upload in uploads:
         try:
-            records.append(engine().analyze_upload(upload.data, task, upload.name,
-                                                   form["case"], form["note"], current_owner()))
+            records.append(engine().analyze_upload(upload.data, task, upload.name, case_ref, note,
+                                                   current_owner()))
         except ImageError as problem:
             failures.append({"name": upload.name, "error": str(problem),
                              "status": getattr(problem, "status", 400)})
