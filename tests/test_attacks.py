@@ -177,3 +177,51 @@ def test_the_upload_page_refuses_a_long_case_reference_and_keeps_the_form(locked
     response = page_post(client, "/analyze", {"image": (io.BytesIO(jpeg_bytes()), "a.jpg"),
                                               "case": "c" * 101, "note": "kept"})
     assert response.status_code == 400 and b"at most 100" in response.data and b"kept" in response.data
+
+
+# --- 8. work per account: analyses and PDFs per minute, counted in the shared database -------
+
+def test_analyses_per_account_are_limited_with_retry_after(tiny_models, tmp_path):
+    app = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=3, REPORTS_PER_MINUTE=2)
+    for name in ("alice", "bob"):
+        assert app.test_cli_runner().invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
+    client = app.test_client()
+
+    def analyze(name):
+        return client.post("/api/analyze", headers=basic(name), data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg")})
+
+    answers = [analyze("alice") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60 and "3 analyses" in answers[-1].get_json()["error"]
+    assert analyze("bob").status_code == 200  # another account has its own count
+    analysis_id = answers[0].get_json()["id"]
+    from test_security import login
+    login(client, "alice")
+    reports = [client.get(f"/analyses/{analysis_id}/report.pdf").status_code for _ in range(3)]
+    assert reports[-1] == 429 and 429 not in reports[:2]
+
+
+def test_the_count_is_shared_by_every_app_on_one_database(tiny_models, tmp_path):
+    """Two app instances (two hosts) on one database: one account's count is one count."""
+    first = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=2)
+    second = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=2)
+    assert first.test_cli_runner().invoke(args=["users", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
+    statuses = [app.test_client().post("/api/analyze", headers=basic("alice"),
+                                       data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg")}).status_code
+                for app in (first, second, first)]
+    assert statuses == [200, 200, 429]
+
+
+def test_a_batch_counts_each_image_and_the_workstation_is_not_limited(tiny_models, tmp_path):
+    from test_web import page_post
+    from test_security import login
+    app = make_app(tiny_models, tmp_path / "clinic", LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=3)
+    assert app.test_cli_runner().invoke(args=["users", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
+    client = app.test_client()
+    login(client, "alice")
+    batch = [(io.BytesIO(jpeg_bytes()), f"{i}.jpg") for i in range(4)]
+    response = page_post(client, "/analyze", {"image": batch, "note": "kept"})
+    assert response.status_code == 429 and b"at most 3" in response.data and b"kept" in response.data
+    workstation = make_app(tiny_models, tmp_path / "desk", ANALYSES_PER_MINUTE=1).test_client()
+    for _ in range(3):
+        assert workstation.post("/api/analyze", data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg")}).status_code == 200

@@ -297,3 +297,27 @@ def test_a_long_name_is_a_wrong_login_on_postgresql(tiny_models, tmp_path, postg
     assert client.post("/login", data={"name": name, "password": "x", "csrf_token": token}).status_code == 401
     credentials = base64.b64encode(f"{name}:x".encode()).decode()
     assert client.get("/api/analyses/x", headers={"Authorization": f"Basic {credentials}"}).status_code == 401
+
+
+def test_work_per_account_counts_exactly_on_both_databases(database):
+    """Issue 29.8: ten concurrent requests of one account, in one window, against a limit of 4."""
+    from webapp import db
+    from webapp.limits import TooMuchWork, take
+    engine = db.connect(database)
+    barrier, outcomes = threading.Barrier(10), []
+
+    def request():
+        barrier.wait()
+        try:
+            take(engine, "acct-1", "analyses", 1, 4, now=1000.0)
+            outcomes.append("counted")
+        except TooMuchWork as error:
+            outcomes.append(error.retry_after)
+
+    threads = [threading.Thread(target=request) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("counted") == 4 and set(outcomes) - {"counted"} == {60}
+    take(engine, "acct-1", "analyses", 1, 4, now=1061.0)  # the next window starts afresh

@@ -13,6 +13,7 @@ from skinlesion.overlays import IMAGE_KINDS
 from .auth import current_owner
 from .engine import ServiceUnavailable
 from .forms import FormError, read_case_and_note, read_task, read_uploads
+from .limits import take_for_request
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -69,6 +70,7 @@ def analyze():
             raise FormError("Send exactly one image in the field 'image'.")
         task = read_task(request, engine().tasks)
         case_ref, note = read_case_and_note(request)
+        take_for_request("analyses")
         record = engine().analyze_upload(uploads[0].data, task, uploads[0].name, case_ref, note,
                                          current_owner())
     except (FormError, ImageError) as problem:

@@ -38,6 +38,10 @@ def from_environment():
         # Work per request: the sum of the images' pixels (each is also capped at 50 MP).
         "MAX_BATCH_MEGAPIXELS": int(_env("MAX_BATCH_MEGAPIXELS", "120")),
         "RETENTION_DAYS": int(_env("RETENTION_DAYS", "0")),  # 0: keep forever
+        # Work per account and minute, counted across workers and hosts (webapp/limits.py);
+        # 0: no limit. Without accounts (the loopback workstation) nothing is limited.
+        "ANALYSES_PER_MINUTE": int(_env("ANALYSES_PER_MINUTE", "30")),
+        "REPORTS_PER_MINUTE": int(_env("REPORTS_PER_MINUTE", "10")),
         "EXAMPLES_DIR": ROOT / "static" / "examples",
         "OVERLAY_FORMAT": _env("OVERLAY_FORMAT", "jpg"),
         "WARM_UP": _env("WARM_UP", "1") == "1",

@@ -66,6 +66,14 @@ login_throttle = Table(
     Column("last", Float, nullable=False),
 )
 
+# Work per account in the current window (webapp/limits.py): one row per (account, kind).
+work_counts = Table(
+    "work_counts", metadata,
+    Column("key", String(120), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("window_start", Float, nullable=False),
+)
+
 schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
 
 # Each migration brings a database written by an older release up to the next version.

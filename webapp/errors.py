@@ -5,6 +5,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import SecurityError
 
 from .forms import too_many_parts_message
+from .limits import TooMuchWork
 from .pages import upload_page
 
 
@@ -48,6 +49,16 @@ def register_error_handlers(app):
         if request.path.startswith("/api/"):
             return jsonify({"error": too_large_message()}), 413
         return upload_page(too_large_message(), 413)
+
+    @app.errorhandler(TooMuchWork)
+    def too_much_work(error):
+        if request.endpoint == "pages.analyze":  # the form comes back as it was filled in
+            body, status = upload_page(str(error), 429, {k: request.form.get(k, "") for k in ("task", "case", "note")})
+        else:
+            body, status = answer(429, "Too many requests", str(error))
+        response = current_app.make_response((body, status))
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.errorhandler(SQLAlchemyError)
     def database_unavailable(error):

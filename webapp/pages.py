@@ -16,6 +16,7 @@ from .auth import current_owner
 from .engine import ServiceUnavailable
 from .forms import (MAX_CASE_CHARS, MAX_NOTE_CHARS, FormError, example_names, read_case_and_note, read_task,
                     read_uploads)
+from .limits import take_for_request
 
 blueprint = Blueprint("pages", __name__)
 HISTORY_PAGE_SIZE = 50
@@ -50,6 +51,7 @@ def analyze():
         uploads = read_uploads(request)
         task = read_task(request, engine().tasks)
         case_ref, note = read_case_and_note(request)
+        take_for_request("analyses", len(uploads))
     except FormError as problem:
         return upload_page(str(problem), problem.status, form)
     records, failures = [], []
@@ -104,6 +106,7 @@ def report_pdf(analysis_id):
     """The printed report as a PDF: the same page, laid out by its print stylesheet."""
     from .report import ReportUnavailable, html_to_pdf
     record = record_or_404(analysis_id)
+    take_for_request("reports")
     try:
         data = html_to_pdf(render_result(record, pdf=True),
                            lambda shown, kind: engine().file_path(record, kind) if shown == record["id"] else None)
