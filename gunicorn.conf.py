@@ -29,7 +29,7 @@ def on_starting(server):
     model, before forking (no TensorFlow needed): a missing or corrupt file stops the server
     with one clear line naming it. Then sweep orphan files, once for all workers."""
     import sys
-    from skinlesion.cards import ModelFileError, check_model_file, model_paths
+    from skinlesion.cards import ModelFileError, check_model_file, check_served_classifier, model_paths
     from skinlesion.classify import (CalibrationError, check_site_calibration, for_site,
                                      read_site_calibration)
     from webapp import ConfigurationError, db, require_shared_secret, sweep_orphans_at_start
@@ -38,7 +38,8 @@ def on_starting(server):
     try:
         segmenter, *classifiers = model_paths(config["MODELS_DIR"], config["TASKS"])
         check_model_file(segmenter, served=True)
-        cards = {task: check_model_file(path, served=True) for task, path in zip(config["TASKS"], classifiers)}
+        cards = {task: check_served_classifier(path, check_model_file(path, served=True))
+                 for task, path in zip(config["TASKS"], classifiers)}
         if config["CALIBRATION"]:  # a clinic's own threshold, made for one of the loaded models
             site = read_site_calibration(config["CALIBRATION"])
             check_site_calibration(site, for_site(site, cards, config["CALIBRATION"]), config["CALIBRATION"])

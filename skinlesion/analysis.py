@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cards import SEGMENTER_FILE, card_digest, classifier_file
+from .cards import SEGMENTER_FILE, card_digest, check_served_classifier, classifier_file
 from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import downscale, image_dimensions, load_image
 from .measure import measure_lesion
 from .regions import lesion_box
 from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
+from .runtime import SERVING_RUNTIME
 from .segment import load_segmenter
 
 # Images are analysed with their longer side at most this: the models see 256 px or less,
@@ -88,6 +89,8 @@ class Analyzer:
         for task in tasks:
             task_classes(task)  # refuses an unknown task name
             self.classifiers[task] = load_classifier(models_dir / classifier_file(task), runtime)
+            if (runtime or SERVING_RUNTIME) == SERVING_RUNTIME:  # evaluation may run a model not refitted yet
+                check_served_classifier(models_dir / classifier_file(task), self.classifiers[task].card)
         # once: the cards do not change while loaded (hashing one takes about half a millisecond)
         self._versions = {"segmenter": model_version(self.segmenter.card),
                           **{task: model_version(c.card) for task, c in self.classifiers.items()}}

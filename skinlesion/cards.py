@@ -5,6 +5,8 @@ before it forks, a CLI) without importing TensorFlow.
 """
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -48,7 +50,41 @@ def card_path(model_path):
 def write_card(model_path, card):
     """Write the JSON card beside the model, stamped with the model file's sha256."""
     card = dict(card, file=Path(model_path).name, sha256=sha256_of(model_path))
-    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    save_card(model_path, card)
+    return card
+
+
+def save_card(model_path, card):
+    """Replace the card in one step (a temporary file beside it, then os.replace): a crash
+    leaves the old card or the new one, never half of one."""
+    path = card_path(model_path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(card, indent=2) + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# What serving a classifier needs from its card: the referral threshold, and the fitted
+# reliability parts (temperature, feature statistics, the dermoscopy gate). A card may say
+# its model has none ({"fitted": false, "why": ...}: the tests' tiny random models); serving
+# then runs it uncalibrated and ungated, as that card says, and logs it.
+SERVED_CLASSIFIER_SECTIONS = ("referral", "reliability")
+
+
+def check_served_classifier(model_path, card):
+    """Refuse to serve a classifier whose card lacks what its task needs (a refit that
+    crashed once left a card without its reliability section, and serving ran on without
+    a gate and at temperature 1 without a word)."""
+    for section in SERVED_CLASSIFIER_SECTIONS:
+        if not card.get(section):
+            raise ModelFileError(
+                f"The card of {model_path} has no {section!r} section, which serving a classifier "
+                f"needs (referral threshold, temperature, dermoscopy gate). Refit it: python -m "
+                f"training.fit_reliability --model {model_path} --data ...")
     return card
 
 
@@ -146,7 +182,9 @@ class ModelFileWatch:
             if self._checked.get(path) == signature:
                 continue
             try:
-                check_model_file(path, self.served)
+                card = check_model_file(path, self.served)
+                if self.served and str(card.get("task", "")).startswith("classification"):
+                    check_served_classifier(path, card)
             except ModelFileError as error:
                 found.append(str(error))
                 self._checked.pop(path, None)

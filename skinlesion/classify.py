@@ -136,15 +136,17 @@ class Classifier:
         return sorted(rows, key=lambda row: -row["probability"])
 
 
-def load_classifier(model_path, runtime=None):
+def load_classifier(model_path, runtime=None, fitted_parts=True):
     """A Classifier from a model file: checked against its card, run by `runtime` (default
     the serving runtime, LiteRT; "keras" for a model not exported yet), with the reliability
-    parts (temperature, feature statistics, gate) its card names, if any."""
+    parts (temperature, feature statistics, gate) its card names, if any (fitted_parts=False:
+    without them, as training.fit_reliability fits them)."""
     from .reliability import ReliabilityModel
     from .runtime import SERVING_RUNTIME, load_graphs
     graphs = load_graphs(model_path, runtime or SERVING_RUNTIME)
-    settings = graphs.card.get("reliability")
-    reliability = ReliabilityModel.load(model_path, settings) if settings else None
+    settings = graphs.card.get("reliability") or {}
+    fitted = fitted_parts and settings.get("file")
+    reliability = ReliabilityModel.load(model_path, settings) if fitted else None
     return Classifier(graphs, reliability)
 
 

@@ -65,6 +65,9 @@ def tiny_models(tmp_path_factory):
                           "referral": {"malignant_probability": 0.5, "melanoma_sensitivity": 0.9,
                                        "chosen_for_melanoma_sensitivity": 0.9,
                                        "chosen_on": "tiny validation images"},
+                          # Random weights: nothing to fit a gate or a temperature to, and the
+                          # card says so (serving refuses a classifier card that is silent).
+                          "reliability": {"fitted": False, "why": "tiny random-weight test model"},
                           "external_validation": {"otherclinic": {
                               "class_counts": {"mel": 20, "nv": 40},
                               "referral": {"melanoma_sensitivity": 0.85, "nevi_flagged_share": 0.4}}}})

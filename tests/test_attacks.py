@@ -225,3 +225,61 @@ def test_a_batch_counts_each_image_and_the_workstation_is_not_limited(tiny_model
     workstation = make_app(tiny_models, tmp_path / "desk", ANALYSES_PER_MINUTE=1).test_client()
     for _ in range(3):
         assert workstation.post("/api/analyze", data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg")}).status_code == 200
+
+
+# --- 9. a crashed refit cannot disarm the gate ---------------------------------------------
+
+def test_a_classifier_card_without_its_reliability_is_refused(tiny_models, tmp_path):
+    import json
+    import shutil
+    from skinlesion.analysis import Analyzer
+    from skinlesion.cards import ModelFileError
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models, folder)
+    card_file = folder / "classifier_3class.json"
+    card = json.loads(card_file.read_text())
+    card.pop("reliability")  # what the old fit_reliability left behind when it crashed
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="'reliability'.*fit_reliability"):
+        Analyzer(folder, tasks=("3class",))
+    Analyzer(folder, tasks=("7class",))  # the other classifier's card is whole
+
+
+def test_a_refit_that_crashes_leaves_the_card_as_it_was(tiny_models, tmp_path, monkeypatch):
+    import shutil
+    from training import fit_reliability
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models, folder)
+    card_file = folder / "classifier_7class.json"
+    card_file.write_text(card_file.read_text().replace('"task"', '"split": {"val_fraction": 0.3, "seed": 1}, "task"', 1))
+    before = card_file.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed mid-fit")
+
+    monkeypatch.setattr("skinlesion.datasets.split_sources", crash)
+    with pytest.raises(RuntimeError, match="killed mid-fit"):
+        fit_reliability.main(["--model", str(folder / "classifier_7class.h5"), "--data", str(tmp_path)])
+    assert card_file.read_bytes() == before
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_card_writes_are_atomic(tiny_models, tmp_path, monkeypatch):
+    import json
+    import os
+    import shutil
+    from skinlesion.cards import read_card, save_card
+    shutil.copytree(tiny_models, tmp_path / "m")
+    model = tmp_path / "m" / "unet.h5"
+    before = read_card(model)
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        save_card(model, {**before, "name": "half-written"})
+    assert read_card(model) == before and not list(model.parent.glob(".*.tmp"))
+    monkeypatch.undo()
+    save_card(model, {**before, "name": "new"})
+    assert json.loads(model.with_suffix(".json").read_text())["name"] == "new"

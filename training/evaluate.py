@@ -308,12 +308,12 @@ def summary_of(metrics):
 
 def record_in_card(model_path, metrics, key, external=None):
     """Add evaluation results to a model's card; the model file (and its sha256) is untouched."""
-    from skinlesion.cards import card_path, read_card
+    from skinlesion.cards import read_card, save_card
     card = read_card(model_path)
     card.setdefault("validation_metrics", {})[key] = summary_of(metrics)
     if external:
         card["external_validation"] = {name: summary_of(m) for name, m in external.items()}
-    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    save_card(model_path, card)
 
 
 def select(folders, card, split, classes=None):

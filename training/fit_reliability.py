@@ -151,7 +151,7 @@ def main(argv=None):
     args = parse_args(argv)
     from skinlesion.classify import load_classifier
     from skinlesion.datasets import read_dataset, split_sources
-    from skinlesion.cards import card_path, read_card, sha256_of
+    from skinlesion.cards import card_path, read_card, save_card, sha256_of
     from skinlesion.reliability import FeatureDensity, ReliabilityModel, calibrated_probabilities
     from training import not_dermoscopy
     from training.evaluate import (calibration, classification_metrics,
@@ -161,9 +161,9 @@ def main(argv=None):
     started = time.time()
     model_path = Path(args.model)
     card = read_card(model_path)
-    card.pop("reliability", None)  # fit from the bare model: temperature 1, no gate
-    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
-    classifier = load_classifier(model_path, "keras")
+    # Fit from the bare model (temperature 1, no gate); the card is not touched until the
+    # end, when it is replaced in one step: a crash leaves the shipped card as it was.
+    classifier = load_classifier(model_path, "keras", fitted_parts=False)
     classes = classifier.classes
     split = card["split"]
     train, val = split_sources(args.data, classes, split["val_fraction"], split["seed"])
@@ -290,7 +290,7 @@ def main(argv=None):
         card["referral"] = referral
     if external:
         card["external_validation"] = external
-    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    save_card(model_path, card)
     print(json.dumps({"temperature": temperature, "thresholds": thresholds, "uncertain": settings["uncertain"],
                       "referral": referral, "measured": measured}, indent=1))
     print(f"fitted in {(time.time() - started) / 60:.1f} min -> {npz} and {card_path(model_path)}")

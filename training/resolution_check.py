@@ -62,7 +62,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from skinlesion.cards import card_path, read_card
+    from skinlesion.cards import card_path, read_card, save_card
     from skinlesion.classify import load_classifier
     from skinlesion.inputs import load_sample_image
     from skinlesion.reliability import calibrated_probabilities
@@ -96,7 +96,7 @@ def main(argv=None):
         import json
         card = read_card(args.model)
         card["resolution_robustness"] = record
-        card_path(args.model).write_text(json.dumps(card, indent=2) + "\n")
+        save_card(args.model, card)
         print(f"recorded in {card_path(args.model)}")
     return record
 
