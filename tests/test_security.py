@@ -92,8 +92,9 @@ def test_loopback_needs_no_login_but_other_hosts_do(open_app, locked_app):
     client = locked_app.test_client()
     assert client.get("/").status_code == 302 and "/login" in client.get("/").headers["Location"]
     assert client.get("/history").status_code == 302
-    assert client.get("/api/health").status_code == 401
+    assert client.get("/api/analyses/x").status_code == 401
     assert post_api(client, jpeg_bytes()).status_code == 401
+    assert "models" not in client.get("/api/health").get_json()  # open to probes, says only ok or not (issue 29)
 
 
 def test_each_analysis_belongs_to_its_user(locked_app):

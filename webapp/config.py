@@ -33,8 +33,6 @@ def from_environment():
         "DATABASE": _database(_env("DATABASE", ROOT / "instance" / "analyses.sqlite3")),
         "MAX_CONTENT_LENGTH": int(float(_env("MAX_UPLOAD_MB", "20")) * 1024 * 1024),
         "MAX_FILES": int(_env("MAX_FILES", "20")),
-        # A text field of the form (werkzeug's limit; the note, the longest, holds 2,000 characters).
-        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
         # Work per request: the sum of the images' pixels (each is also capped at 50 MP).
         "MAX_BATCH_MEGAPIXELS": int(_env("MAX_BATCH_MEGAPIXELS", "120")),
         "RETENTION_DAYS": int(_env("RETENTION_DAYS", "0")),  # 0: keep forever
