@@ -6,14 +6,21 @@ Each file is small on disk and passes the pixel limits; it is decoded as an uplo
 (`load_image(data, max_side=ANALYSIS_MAX_SIDE)`) in a fresh process, whose peak resident
 memory above its memory before the decode is the figure
 (the peak is reset just before: Linux's /proc/self/clear_refs). Then 8 threads decode the worst
-file at once in one process (what 8 concurrent uploads do to one server process).
+file at once in one process (what 8 concurrent uploads do to one server process), and
+`python app.py` with the shipped models gets 8 concurrent uploads of each kind: its peak
+resident memory is the figure (`--server`).
 """
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +87,60 @@ def peak_added_mb(data, copies=1):
     return int(added), int(peak), outcome
 
 
+def server_peak_mb(files, concurrent, models):
+    """`python app.py` (threaded, the shipped models): its peak resident memory in MB after
+    it started, and after `concurrent` simultaneous uploads of each file, with the statuses."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import free_port, multipart
+    port, folder = free_port(), Path(tempfile.mkdtemp())
+    env = dict(os.environ, SKINLESION_PORT=str(port), SKINLESION_MODELS_DIR=str(models),
+               SKINLESION_DATABASE=str(folder / "db.sqlite3"), SKINLESION_UPLOAD_DIR=str(folder / "u"),
+               SKINLESION_HEATMAP_DIR=str(folder / "h"))
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def peak():
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM:"))) // 1024
+
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/api/health", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        figures = {"started_mb": peak()}
+        for name, data in files.items():
+            statuses = []
+
+            def upload():
+                body, content_type = multipart(data, "7class")
+                request = urllib.request.Request(url + "/api/analyze", data=body,
+                                                 headers={"Content-Type": content_type})
+                try:
+                    with urllib.request.urlopen(request, timeout=600) as response:
+                        statuses.append(response.status)
+                except urllib.error.HTTPError as error:
+                    statuses.append(error.code)
+
+            threads = [threading.Thread(target=upload) for _ in range(concurrent)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            figures[name] = {"statuses": sorted(statuses), "peak_mb_so_far": peak()}
+            print(name, figures[name], flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return figures
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrent", type=int, default=8)
+    parser.add_argument("--server", action="store_true", help="also 8 concurrent uploads to python app.py")
+    parser.add_argument("--models", default=str(ROOT / "models"))
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     figures = {}
@@ -95,6 +153,8 @@ def main(argv=None):
     figures["concurrent"] = {"file": worst, "decodes": args.concurrent, "peak_added_mb": added,
                              "process_peak_mb": peak}
     print(json.dumps(figures["concurrent"]))
+    if args.server:
+        figures["python_app_py"] = server_peak_mb(worst_case_files(), args.concurrent, args.models)
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
 

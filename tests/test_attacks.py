@@ -100,6 +100,22 @@ def test_no_upload_that_passes_the_limits_adds_more_than_300_mb():
     assert added <= 2 * 300  # two decodes at a time, whatever the number of requests
 
 
+def test_reading_a_png_header_decodes_no_pixels(monkeypatch):
+    """Pillow's PNG reader decoded the whole image to look for EXIF: the header read of the
+    upload form (batch pixel limit, original size) ran 8 full decodes at once, outside the
+    decode limit (python app.py: +460 MB for uploads that were then refused)."""
+    from PIL import ImageFile
+    from skinlesion.imageio import image_dimensions
+    buffer = io.BytesIO()
+    __import__("PIL.Image").Image.new("RGB", (300, 200)).save(buffer, "PNG")
+
+    def no_decoding(self):
+        raise AssertionError("pixels decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    assert image_dimensions(buffer.getvalue()) == (300, 200)
+
+
 def test_a_decode_that_would_take_too_much_memory_is_a_clear_refusal(locked_app):
     import numpy as np
     from PIL import Image

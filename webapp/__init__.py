@@ -50,8 +50,10 @@ def create_app(config=None):
     for folder in ("UPLOAD_DIR", "HEATMAP_DIR"):
         Path(app.config[folder]).mkdir(parents=True, exist_ok=True)
 
+    from skinlesion.imageio import return_large_blocks_promptly
     from skinlesion.runtime import configure_threads
     configure_threads(app.config.get("INFERENCE_THREADS", 0))
+    return_large_blocks_promptly()  # concurrent decodes give their memory back
     from . import api, auth, cli, errors, pages, security
     from .engine import Engine, EngineSettings
     security.init_app(app)
