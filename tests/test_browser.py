@@ -31,7 +31,13 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_models):
+def server(live):
+    return live[0]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, tiny_models):
+    """(URL, folder) of `python app.py` on a free port; the folder holds its database."""
     folder = tmp_path_factory.mktemp("live")
     port = free_port()
     env = dict(os.environ, SKINLESION_PORT=str(port), SKINLESION_UPLOAD_DIR=str(folder / "uploads"),
@@ -52,7 +58,7 @@ def server(tmp_path_factory, tiny_models):
     else:
         process.kill()
         raise RuntimeError("server did not start: " + (folder / "server.log").read_text())
-    yield url
+    yield url, folder
     process.terminate()
     process.wait(timeout=30)
     log.close()
@@ -310,3 +316,20 @@ def test_axe_finds_no_accessibility_violations(server, browser, pages_to_check, 
             found[name] = violations
     context.close()
     assert not found
+
+
+def test_the_verdict_leads_with_the_flag_on_desktop_and_phone(live, browser, tmp_path):
+    """Issue 30.1: a flagged analysis whose most probable class is benign reads
+    "Suspicious: Melanoma .." first, never "Confident" beside a benign headline."""
+    from test_verdict import stored_in, summary
+    from webapp.store import Store
+    url, folder = live
+    analysis_id = stored_in(Store(folder / "db.sqlite3"), summary("7class", "bkl", "mel", 0.04, True, "confident"))
+    for name, viewport in (("desktop", {"width": 1366, "height": 900}), ("phone", {"width": 390, "height": 844})):
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{url}/analyses/{analysis_id}")
+        headline = page.inner_text("#verdict-headline")
+        assert headline.startswith("Suspicious: Melanoma") and "Uncertain" in headline
+        assert "Confident" not in page.inner_text("#verdict")
+        page.screenshot(path=str(tmp_path / f"verdict_{name}.png"))
+        page.close()

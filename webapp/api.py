@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from skinlesion.imageio import ImageError
 from skinlesion.overlays import IMAGE_KINDS
+from skinlesion.verdict import verdict_of
 
 from .auth import current_owner
 from .engine import ServiceUnavailable
@@ -34,6 +35,7 @@ def as_json(record):
         "id": record["id"], "created": record["created"],
         "suspicious": bool(record["suspicious"]), "low_confidence": bool(record["low_confidence"]),
         "warnings": record["summary"].get("warnings", []), "reliability": reliability_of(record),
+        "verdict": verdict_of(record["summary"], record["suspicious"]).as_dict(),
         "case": record["case_ref"], "note": record["note"],
         "file_name": record["original_name"], "image_sha256": record["image_sha256"],
         "images": {kind: image_url(kind) for kind in IMAGE_KINDS if kind != "thumb"},

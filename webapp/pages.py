@@ -11,6 +11,7 @@ from skinlesion.imageio import ImageError
 from skinlesion.measure import compare_measurements
 from skinlesion.overlays import IMAGE_KINDS
 from skinlesion.reliability import STATE_LABELS
+from skinlesion.verdict import verdict_of
 
 from .auth import current_owner
 from .engine import ServiceUnavailable
@@ -198,7 +199,7 @@ def batch_csv():
 @blueprint.app_context_processor
 def core_names():
     """Names the templates share with the core: reliability states and image kinds."""
-    return {"reliability_labels": STATE_LABELS, "image_kinds": IMAGE_KINDS}
+    return {"reliability_labels": STATE_LABELS, "image_kinds": IMAGE_KINDS, "verdict_of": verdict_of}
 
 
 @blueprint.app_template_filter("percent")
