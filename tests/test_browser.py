@@ -169,6 +169,11 @@ def test_images_enlarge_with_overlay_controls_and_a_colour_key(server, page, vis
     page.click("figure[data-kind=saliency] button.zoom")
     assert page.locator("#viewer-opacity").is_visible()  # explanation images keep their controls
     page.click("#viewer-close")
+    # Issue 30.6: enlarged after an overlay, a plain image stands alone (no original behind it).
+    page.click("figure[data-kind=crop] button.zoom")
+    assert not page.locator("#viewer-base").is_visible()
+    assert page.evaluate("getComputedStyle(document.getElementById('viewer-base')).display") == "none"
+    page.click("#viewer-close")
 
 
 def test_examples_use_the_classifier_case_and_note_of_the_form(server, page):
