@@ -34,6 +34,7 @@ class Analysis:
     mask: np.ndarray  # bool, the image's own size: the outline shown and measured
     lesion_found: bool
     lesion_message: str
+    outline_problems: list  # why the outline and its measurements are unreliable ([]: none found)
     region_box: tuple | None  # where the classifier input was cut from (None: whole image)
     classifier_input: np.ndarray
     probabilities: dict  # code -> probability, in the model's class order
@@ -63,6 +64,7 @@ class Analysis:
                 "suspicious": self.suspicious,
                 "low_confidence": self.low_confidence, "reliability": self.reliability.as_dict(),
                 "lesion": {"found": self.lesion_found, "message": self.lesion_message,
+                           "outline_problems": self.outline_problems,
                            "area_fraction": round(float(self.mask.mean()), 6),
                            "measurements": self.measurements},
                 "gradcam_empty": self.gradcam_empty, "warnings": list(self.warnings),
@@ -186,7 +188,8 @@ class Analyzer:
         return Analysis(
             task=task, image=image, original_size=original_size, mask=segmentation.outline,
             lesion_found=segmentation.found,
-            lesion_message=segmentation.reason, region_box=region_box, classifier_input=crop,
+            lesion_message=segmentation.reason, outline_problems=list(segmentation.outline_problems),
+            region_box=region_box, classifier_input=crop,
             probabilities={code: float(p) for code, p in zip(codes, probabilities)},
             ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],
             malignant_probability=malignant, referral_threshold=threshold,

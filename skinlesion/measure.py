@@ -118,9 +118,13 @@ SHAPE_MEASURES = {"area_px": "Area (px)", "max_diameter_px": "Largest diameter (
 
 
 def compare_measurements(earlier, later, noise=None):
-    """Rows for two visits' measurements: values, change, relative change, and whether the
-    change is within `noise` (the segmenter card's measurement_noise.visit_noise: relative
-    for sizes and border, absolute for asymmetry); [] when either visit has no outline."""
+    """Rows for two visits' lesion summaries' measurements: values, change, relative change,
+    and whether the change is within `noise` (the segmenter card's measurement_noise.visit_noise:
+    relative for sizes and border, absolute for asymmetry); [] when either visit has no
+    outline, or one the segmenter judged unreliable (its outline_problems)."""
+    if not earlier or not later or earlier.get("outline_problems") or later.get("outline_problems"):
+        return []
+    earlier, later = earlier.get("measurements"), later.get("measurements")
     if not earlier or not later:
         return []
     rows = []

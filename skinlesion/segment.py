@@ -1,5 +1,5 @@
 """Lesion segmentation with the U-Net: mask at the image's own size, box, plausibility."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -12,6 +12,12 @@ from .runtime import ModelSpec
 SEGMENTER_OUTPUT = "mask"  # the forward graph's output (skinlesion.graphs)
 MIN_AREA_FRACTION = 0.005  # smaller than this is noise, not a lesion we can measure
 MAX_AREA_FRACTION = 0.98  # a mask covering the whole frame found no boundary
+# An outline is found but its measurements cannot be trusted when (each measured on HAM10000's
+# validation lesions against their drawn masks, docs/evaluation/unet/outline_checks.md):
+EDGE_SHARE = 0.15  # this share of its border runs along the image's edge (the lesion goes on)
+LARGE_AREA_FRACTION = 0.70  # it covers this much of the frame
+SECOND_REGION_SHARE = 0.25  # another region at least this share of the outlined one's area
+MIN_FLIP_AGREEMENT = 0.80  # a flipped view's mask overlaps the outline less (Jaccard)
 
 
 @dataclass
@@ -20,6 +26,7 @@ class Segmentation:
     found: bool
     reason: str  # why nothing was found, "" when found
     outline: np.ndarray | None = None  # the same from the map averaged over the flips
+    outline_problems: list = field(default_factory=list)  # why the measurements are unreliable
 
     def __post_init__(self):
         if self.outline is None:  # one view only: the outline is the mask
@@ -53,6 +60,34 @@ def describe_mask(mask):
         return Segmentation(mask, False, "The lesion fills the whole frame: its border could "
                             "not be found.")
     return Segmentation(mask, True, "")
+
+
+def outline_problems(outline, view_masks, raw_mask):
+    """Reasons, in words, why a found outline and its measurements are unreliable (none: [])."""
+    problems = []
+    border = np.zeros_like(outline)
+    border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
+    edge = cv2.morphologyEx(outline.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    edge_pixels = max(1, int((edge & outline).sum()))
+    if (outline & border).sum() / edge_pixels >= EDGE_SHARE:
+        problems.append("the outline runs along the image's edge, so the lesion may continue beyond it")
+    if outline.mean() >= LARGE_AREA_FRACTION:
+        problems.append(f"the outline covers {outline.mean() * 100:.0f}% of the image")
+    count, _, stats, _ = cv2.connectedComponentsWithStats(raw_mask.astype(np.uint8), connectivity=8)
+    areas = sorted(stats[1:, cv2.CC_STAT_AREA], reverse=True)
+    if len(areas) > 1 and areas[1] >= SECOND_REGION_SHARE * areas[0]:
+        problems.append(f"the U-Net found {sum(a >= SECOND_REGION_SHARE * areas[0] for a in areas)} separate "
+                        "regions and only the largest is outlined")
+    agreement = min((jaccard(view, outline) for view in view_masks), default=1.0)
+    if agreement < MIN_FLIP_AGREEMENT:
+        problems.append("the outline changes when the image is flipped (overlap "
+                        f"{agreement * 100:.0f}%)")
+    return problems
+
+
+def jaccard(a, b):
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def load_segmenter(model_path, runtime=None):
@@ -99,6 +134,11 @@ class Segmenter:
         maps = self.view_maps([preprocessed_image])[:, 0]
         height, width = preprocessed_image.shape[:2]
         segmentation = describe_mask(probability_to_mask(maps[0], height, width))
-        segmentation.outline = (probability_to_mask(maps.mean(axis=0), height, width) if len(maps) > 1
+        averaged = maps.mean(axis=0)
+        segmentation.outline = (probability_to_mask(averaged, height, width) if len(maps) > 1
                                 else segmentation.mask)
+        if segmentation.found:
+            views = [probability_to_mask(view, height, width) for view in maps]
+            raw = cv2.resize(averaged.astype(np.float32), (width, height)) > 0.5
+            segmentation.outline_problems = outline_problems(segmentation.outline, views, raw)
         return segmentation

@@ -120,3 +120,20 @@ def test_history_and_compare_show_the_state_and_no_diagnosis_for_no_reading(app)
     assert compare.count('class="reliability state-') >= 2 and "Suspicious: Melanoma" in compare
     api = client.get(f"/api/analyses/{flagged}").get_json()
     assert api["verdict"]["kind"] == "suspicious" and api["verdict"]["state"] == "uncertain"
+
+
+def test_an_unreliable_outline_is_said_and_kept_out_of_the_comparison(app):
+    measured = {"area_px": 1000, "max_diameter_px": 40.0, "asymmetry": 0.1, "border_irregularity": 1.3,
+                "colour_count": 2, "area_fraction": 0.2, "colours": []}
+    good = summary("7class", "nv", "bkl", 0.3, False, "confident")
+    good["lesion"] = {"found": True, "message": "", "area_fraction": 0.2, "measurements": measured}
+    bad = summary("7class", "nv", "bkl", 0.3, False, "confident")
+    bad["lesion"] = {"found": True, "message": "", "area_fraction": 0.7, "measurements": measured,
+                     "outline_problems": ["the outline covers 72% of the image"]}
+    earlier, later = stored(app, good), stored(app, bad)
+    client = app.test_client()
+    page = client.get(f"/analyses/{later}").data.decode()
+    assert "outline and its measurements are unreliable: the outline covers 72% of the image" in page
+    assert "unreliable" not in client.get(f"/analyses/{earlier}").data.decode()
+    compare = client.get(f"/compare?a={earlier}&b={later}").data.decode()
+    assert "outline of one of the analyses is unreliable" in compare and 'id="malignant-change"' in compare

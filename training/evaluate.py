@@ -29,16 +29,10 @@ from skinlesion.cards import SEGMENTER_FILE  # noqa: E402
 from skinlesion.imageio import load_image  # noqa: E402
 from skinlesion.inputs import load_mask  # noqa: E402
 from skinlesion.preprocess import preprocess  # noqa: E402
+from skinlesion.segment import jaccard  # noqa: E402 (one Jaccard for serving checks and evaluation)
 
 # The referral threshold is set where it flags this share of validation melanomas.
 REFERRAL_SENSITIVITY = 0.90
-
-
-def jaccard(true_mask, predicted_mask):
-    union = np.logical_or(true_mask, predicted_mask).sum()
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(true_mask, predicted_mask).sum() / union)
 
 
 def segmentation_metrics(jaccards):

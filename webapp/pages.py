@@ -171,8 +171,7 @@ def compare():
     first, second = record_or_404(request.args.get("a", "")), record_or_404(request.args.get("b", ""))
     earlier, later = sorted((first, second), key=lambda r: r["created"])
     noise = engine().measurement_noise() or {}
-    changes = compare_measurements(earlier["lesion"].get("measurements"), later["lesion"].get("measurements"),
-                                   noise.get("visit_noise"))
+    changes = compare_measurements(earlier["lesion"], later["lesion"], noise.get("visit_noise"))
     return render_template("compare.html", pair=[earlier, later], names=DISPLAY_NAMES,
                            task_labels=TASK_LABELS, changes=changes,
                            noise_basis=sum((noise.get("images") or {}).values()),
