@@ -39,6 +39,10 @@ document.addEventListener("DOMContentLoaded", function () {
     t.textContent = when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
   });
 
+  // A printed report carries what the page folds away behind "more".
+  window.addEventListener("beforeprint", function () {
+    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+  });
   document.querySelectorAll(".print-button").forEach(function (b) {
     b.addEventListener("click", function () { window.print(); });
   });

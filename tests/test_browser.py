@@ -338,3 +338,44 @@ def test_the_verdict_leads_with_the_flag_on_desktop_and_phone(live, browser, tmp
         assert "Confident" not in page.inner_text("#verdict")
         page.screenshot(path=str(tmp_path / f"verdict_{name}.png"))
         page.close()
+
+
+def test_the_images_are_the_largest_thing_on_a_desktop_page(server, browser, visits):
+    """Issue 30.7: five images in rows of two and three, none alone beside empty slots."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(f"{server}/analyses/{visits[1]}")
+    boxes = page.eval_on_selector_all(".images > figure", "fs => fs.map(f => f.getBoundingClientRect().toJSON())")
+    cards = page.eval_on_selector_all(".result-grid > .card", "cs => cs.map(c => c.getBoundingClientRect().toJSON())")
+    assert len(boxes) == 5
+    rows = sorted({round(b["top"]) for b in boxes})
+    assert len(rows) == 2 and [sum(round(b["top"]) == r for b in boxes) for r in rows] == [2, 3]
+    assert min(b["width"] for b in boxes) >= 280 and boxes[0]["width"] >= 420
+    assert boxes[0]["width"] * boxes[0]["height"] > max(c["width"] * c["height"] for c in cards) * 0.5
+    assert boxes[0]["top"] < cards[0]["top"]  # before the probabilities
+    page.close()
+
+
+def test_a_phone_shows_the_verdict_and_an_image_on_its_first_screen(server, browser, visits):
+    """Issue 30.8: the referral explanation folds behind "more"; the first image is in view."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{server}/analyses/{visits[1]}")
+    first_image = page.locator(".images > figure img.result-image").first.bounding_box()
+    assert page.locator("#verdict h1").bounding_box()["y"] < 300
+    assert first_image["y"] + first_image["height"] / 2 < 844
+    assert not page.evaluate("document.getElementById('referral-basis') === null "
+                             "|| document.getElementById('referral-basis').open")
+    page.close()
+
+
+def test_the_upload_box_has_one_way_to_choose_files(server, browser):
+    """Issue 30.10: no browser "Choose files" button beside the box's own words; the hidden
+    input still takes the keyboard focus and files."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(server + "/")
+    box = page.locator("#image-input").bounding_box()
+    assert box["width"] <= 1 and box["height"] <= 1
+    page.focus("#image-input")
+    assert page.evaluate("document.activeElement.id") == "image-input"
+    outline = page.eval_on_selector("#dropzone", "z => getComputedStyle(z).outlineStyle")
+    assert outline != "none"  # the zone shows where the focus is
+    page.close()
