@@ -1,5 +1,5 @@
-// Upload page: drag-and-drop, file names, progress indicator. History: pick two to compare;
-// local times.
+// Upload page: drag-and-drop, file names, progress indicator. History: pick two to compare.
+// Result page: overlays, the enlarged view, print.
 // Loaded from a file (no inline script), so the Content-Security-Policy can forbid inline code.
 document.addEventListener("DOMContentLoaded", function () {
   var form = document.getElementById("upload-form");
@@ -31,14 +31,6 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     form.addEventListener("submit", showBusy);
   }
-  // Times are stored and rendered in UTC; shown in the reader's own time zone, UTC kept as a tooltip.
-  document.querySelectorAll("time.local-time").forEach(function (t) {
-    var when = new Date(t.getAttribute("datetime"));
-    if (isNaN(when)) return;
-    t.title = t.textContent;
-    t.textContent = when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
-  });
-
   // A printed report carries what the page folds away behind "more".
   window.addEventListener("beforeprint", function () {
     document.querySelectorAll("details").forEach(function (d) { d.open = true; });

@@ -4,6 +4,7 @@ The server is `python app.py` started by the test, with the shipped models when 
 (tiny test models otherwise). A screenshot of the result page is saved to test-artifacts/.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -208,8 +209,8 @@ def test_history_rows_compare_and_delete(server, page, visits):
     page.wait_for_load_state("networkidle")
     table = page.inner_text("table.history")
     assert "7 classes" in table and "7class" not in table
-    assert "UTC" not in page.inner_text("time.local-time >> nth=0")  # shown in the reader's zone
-    assert "UTC" in page.get_attribute("time.local-time >> nth=0", "title")
+    # Issue 30.9: one way to write a time everywhere (history, result, compare, report, PDF).
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", page.inner_text("table.history time >> nth=0"))
     thumbs = page.eval_on_selector_all("img.thumb", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
     assert len(thumbs) == 2 and all(thumbs)
     labels = page.eval_on_selector_all(".compare-pick", "boxes => boxes.map(b => b.getAttribute('aria-label'))")
@@ -378,4 +379,18 @@ def test_the_upload_box_has_one_way_to_choose_files(server, browser):
     assert page.evaluate("document.activeElement.id") == "image-input"
     outline = page.eval_on_selector("#dropzone", "z => getComputedStyle(z).outlineStyle")
     assert outline != "none"  # the zone shows where the focus is
+    page.close()
+
+
+def test_the_report_writes_its_date_as_the_pages_do_and_prints_no_focus_ring(server, browser, visits):
+    """Issue 30.9: the report's date is YYYY-MM-DD (a text field, no calendar icon on paper),
+    the PDF carries the same, and the print stylesheet hides the focus ring."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(f"{server}/analyses/{visits[1]}")
+    field = page.locator(".report-fields input[name=date]")
+    assert field.get_attribute("type") == "text"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", field.input_value())
+    page.emulate_media(media="print")
+    field.focus()
+    assert field.evaluate("e => getComputedStyle(e).outlineStyle") == "none"
     page.close()

@@ -201,6 +201,14 @@ def core_names():
     return {"reliability_labels": STATE_LABELS, "image_kinds": IMAGE_KINDS, "verdict_of": verdict_of}
 
 
+@blueprint.app_template_filter("utc")
+def utc(stored_time):
+    """One way to write a time on every page, report and PDF: 2026-12-03 13:38 UTC (stored
+    times are ISO 8601 in UTC; a date alone is written as it is)."""
+    text = str(stored_time or "")
+    return f"{text[:16].replace('T', ' ')} UTC" if "T" in text else text
+
+
 @blueprint.app_template_filter("percent")
 def percent(probability):
     """A probability as a whole percentage that never reads 0% or 100% when it is not."""
