@@ -17,12 +17,13 @@ def main():
     import sys
     from skinlesion.classify import CalibrationError
     from skinlesion.cards import ModelFileError
+    from skinlesion.scale import ScaleError
     from sqlalchemy.exc import DatabaseError
     from webapp import ConfigurationError
     try:
         # The one single-user setting: on loopback, no accounts (webapp/auth.py).
         app = create_app({"WORKSTATION": True, "LISTEN_HOST": HOST})
-    except (ModelFileError, CalibrationError, ConfigurationError) as error:
+    except (ModelFileError, CalibrationError, ConfigurationError, ScaleError) as error:
         sys.exit(f"Cannot start: {error}")
     except DatabaseError as error:
         sys.exit(f"Cannot start: the database cannot be opened ({error.orig or error}).")

@@ -32,6 +32,7 @@ def on_starting(server):
     from skinlesion.cards import ModelFileError, check_model_file, check_served_classifier, model_paths
     from skinlesion.classify import (CalibrationError, check_site_calibration, for_site,
                                      read_site_calibration)
+    from skinlesion.scale import ScaleError, read_scales
     from webapp import ConfigurationError, db, require_shared_secret, sweep_orphans_at_start
     from webapp.config import from_environment
     config = from_environment()
@@ -43,9 +44,11 @@ def on_starting(server):
         if config["CALIBRATION"]:  # a clinic's own threshold, made for one of the loaded models
             site = read_site_calibration(config["CALIBRATION"])
             check_site_calibration(site, for_site(site, cards, config["CALIBRATION"]), config["CALIBRATION"])
+        if config["SCALES"]:  # each dermatoscope's field of view, for millimetres
+            read_scales(config["SCALES"])
         require_shared_secret(config)
         sweep_orphans_at_start(config)  # here, once, not in every worker (also checks the database)
-    except (ModelFileError, CalibrationError, ConfigurationError) as error:
+    except (ModelFileError, CalibrationError, ConfigurationError, ScaleError) as error:
         server.log.error("Cannot start: %s", error)
         sys.exit(1)
     except db.DatabaseError as error:

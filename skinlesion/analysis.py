@@ -16,6 +16,7 @@ from .measure import measure_lesion
 from .regions import lesion_box
 from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
 from .runtime import SERVING_RUNTIME
+from .scale import in_millimetres, scale_of
 from .segment import load_segmenter
 
 # Images are analysed with their longer side at most this: the models see 256 px or less,
@@ -82,10 +83,12 @@ def model_version(card):
 class Analyzer:
     """Loads the U-Net and the classifiers once; analyses images one at a time."""
 
-    def __init__(self, models_dir="models", tasks=tuple(TASKS), calibration=None, runtime=None):
+    def __init__(self, models_dir="models", tasks=tuple(TASKS), calibration=None, runtime=None, scales=None):
         """calibration: a site calibration file (training.calibrate) for one of the tasks.
-        runtime: skinlesion.runtime's name for what runs the models (default LiteRT)."""
+        runtime: skinlesion.runtime's name for what runs the models (default LiteRT).
+        scales: a clinic's dermatoscope fields of view (skinlesion.scale.read_scales), for mm."""
         models_dir = Path(models_dir)
+        self.scales = scales
         self.segmenter = load_segmenter(models_dir / SEGMENTER_FILE, runtime)
         self.classifiers = {}
         for task in tasks:
@@ -126,10 +129,11 @@ class Analyzer:
     def segment(self, image):
         return self.segmenter.segment_image(image)
 
-    def analyze(self, source, task="7class", explain=True, screen=True, original_size=None):
+    def analyze(self, source, task="7class", explain=True, screen=True, original_size=None, scale=None):
         """source: bytes, a path, a file object or an RGB uint8 array (`original_size`: the
-        size the array was decoded from, when it was shrunk). Raises ImageError, and
-        NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
+        size the array was decoded from, when it was shrunk; `scale`: its skinlesion.scale,
+        read from the file itself otherwise). Raises ImageError, and NotDermoscopyError (an
+        ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
         if isinstance(source, np.ndarray):
             original_size = original_size or {"width": source.shape[1], "height": source.shape[0]}
@@ -140,6 +144,7 @@ class Analyzer:
             width, height = image_dimensions(source) or (None, None)
             image = load_image(source, max_side=ANALYSIS_MAX_SIDE)
             original_size = {"width": width or image.shape[1], "height": height or image.shape[0]}
+            scale = scale_of(source, max(original_size.values()), self.scales)
         # The classifier looks at the image at the resolution it was trained at (the U-Net, and
         # the page, at the image's own); the mask is resized to it when the crop is cut.
         prepared = classifier.prepare(image)
@@ -180,6 +185,7 @@ class Analyzer:
             uncertain_reasons = (["no class reaches 50% probability"]
                                  if float(probabilities.max()) < LOW_CONFIDENCE else [])
         measurements = measure_lesion(image, segmentation.outline) if segmentation.found else None
+        measurements = in_millimetres(measurements, scale, max(image.shape[:2]), max(original_size.values()))
         if segmentation.found and measurements is None:  # a sliver: its crop is no sure lesion either
             uncertain_reasons = [*uncertain_reasons, "the lesion's outline is too thin to measure"]
         reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons,

@@ -115,6 +115,9 @@ def measure_lesion(image, mask):
 SHAPE_MEASURES = {"area_px": "Area (px)", "max_diameter_px": "Largest diameter (px)",
                   "asymmetry": "Asymmetry", "border_irregularity": "Border irregularity",
                   "colour_count": "Colours"}
+# With a physical scale for both visits (skinlesion.scale), sizes are compared in mm; the
+# visit noise of a size is relative, so it holds in either unit.
+IN_MILLIMETRES = {"area_px": ("area_mm2", "Area (mm²)"), "max_diameter_px": ("max_diameter_mm", "Largest diameter (mm)")}
 
 
 def compare_measurements(earlier, later, noise=None):
@@ -128,13 +131,15 @@ def compare_measurements(earlier, later, noise=None):
     if not earlier or not later:
         return []
     rows = []
-    for key, label in SHAPE_MEASURES.items():
+    millimetres = bool(earlier.get("scale") and later.get("scale"))
+    for noise_key, label in SHAPE_MEASURES.items():
+        key, label = IN_MILLIMETRES[noise_key] if millimetres and noise_key in IN_MILLIMETRES else (noise_key, label)
         before, after = earlier.get(key), later.get(key)
         if before is None or after is None:
             continue
         change = after - before
         relative = change / before if before else None
-        limit = (noise or {}).get(key)
+        limit = (noise or {}).get(noise_key)
         size = abs(change) if key == "asymmetry" else (abs(relative) if relative is not None else None)
         rows.append({"key": key, "label": label, "earlier": before, "later": after, "change": change,
                      "relative": relative, "noise": limit,

@@ -26,6 +26,8 @@ def from_environment():
         "MODELS_DIR": Path(_env("MODELS_DIR", ROOT / "models")),
         # A clinic's own referral threshold (python -m training.calibrate ... --out site.json).
         "CALIBRATION": _env("CALIBRATION", "") or None,
+        # Each dermatoscope's field of view, for sizes in millimetres (skinlesion/scale.py).
+        "SCALES": _env("SCALES", "") or None,
         "TASKS": tuple(t.strip() for t in _env("TASKS", ",".join(TASKS)).split(",") if t.strip()),
         "UPLOAD_DIR": Path(_env("UPLOAD_DIR", ROOT / "uploads")),
         "HEATMAP_DIR": Path(_env("HEATMAP_DIR", ROOT / "heatmap")),

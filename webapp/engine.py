@@ -11,6 +11,7 @@ from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
 from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
 from skinlesion.classify import CalibrationError
 from skinlesion.imageio import ImageError, image_dimensions, load_image
+from skinlesion.scale import read_scales, scale_of
 from skinlesion.overlays import EncodingError, remove_images, upload_name, write_images
 
 from .store import new_record
@@ -76,6 +77,7 @@ class EngineSettings:
     heatmap_dir: Path  # every image derived from an analysis (overlays, outline, mask, crop)
     overlay_format: str = "jpg"
     calibration: str | None = None
+    scales: str | None = None  # a clinic's dermatoscope fields of view (skinlesion.scale), for mm
     login_required: bool = False
     boot_failure: str = "stop"
     warm_up: bool = True
@@ -88,6 +90,7 @@ class EngineSettings:
         return cls(models_dir=Path(config["MODELS_DIR"]), tasks=tuple(config["TASKS"]),
                    upload_dir=Path(config["UPLOAD_DIR"]), heatmap_dir=Path(config["HEATMAP_DIR"]),
                    overlay_format=config.get("OVERLAY_FORMAT", "jpg"), calibration=config.get("CALIBRATION"),
+                   scales=config.get("SCALES"),
                    login_required=bool(config.get("LOGIN_REQUIRED")),
                    boot_failure=config.get("BOOT_FAILURE", "stop"), warm_up=config.get("WARM_UP", True),
                    needed_free_bytes=config.get("MAX_CONTENT_LENGTH", 20 * 2**20) + DERIVED_IMAGES_BYTES,
@@ -103,7 +106,8 @@ class Engine:
         self.model_watch = ModelFileWatch(model_paths(settings.models_dir, settings.tasks))
         self.failure = None
         try:
-            self.analyzer = Analyzer(settings.models_dir, tasks=settings.tasks, calibration=settings.calibration)
+            self.analyzer = Analyzer(settings.models_dir, tasks=settings.tasks, calibration=settings.calibration,
+                                     scales=read_scales(settings.scales) if settings.scales else None)
         except (ModelFileError, CalibrationError) as error:
             if settings.boot_failure != "degrade":
                 raise
@@ -149,7 +153,9 @@ class Engine:
                                     "Stored analyses can still be viewed. Please tell the administrator.")
         self.analyzer.classifier(task)  # refuses a task that is not loaded
         with _analysis_lock:
-            result = self.analyzer.analyze(image, task, original_size=_size_of(data))
+            size = _size_of(data)
+            scale = scale_of(data, max(size.values()) if size else max(image.shape[:2]), self.analyzer.scales)
+            result = self.analyzer.analyze(image, task, original_size=size, scale=scale)
         analysis_id = new_id()
         files = self._write_files(analysis_id, data, result)
         record = new_record(
