@@ -394,3 +394,35 @@ def test_the_report_writes_its_date_as_the_pages_do_and_prints_no_focus_ring(ser
     field.focus()
     assert field.evaluate("e => getComputedStyle(e).outlineStyle") == "none"
     page.close()
+
+
+def test_states_outlines_and_units_in_every_place_on_desktop_and_phone(live, browser):
+    """Issue 30.2-30.5 in Chromium: the 3-class page names its own malignant classes; history
+    and compare show each result's state, and no diagnosis for "no reliable reading"; an
+    unreliable outline is said; sizes in mm only with a scale."""
+    from skinlesion.scale import in_millimetres
+    from test_verdict import stored_in, summary
+    from webapp.store import Store
+    url, folder = live
+    store = Store(folder / "db.sqlite3")
+    measured = {"area_px": 1000, "max_diameter_px": 40.0, "asymmetry": 0.1, "border_irregularity": 1.3,
+                "colour_count": 2, "area_fraction": 0.2, "colours": []}
+    three = summary("3class", "nv", "mel", 0.3, False, "confident")
+    three["lesion"] = {"found": True, "message": "", "area_fraction": 0.7, "measurements":
+                       in_millimetres(measured, {"mm_per_px": 0.05, "source": "a test scale"}, 1000, 1000),
+                       "outline_problems": ["the outline covers 72% of the image"]}
+    unusual = summary("7class", "nv", "bkl", 0.3, False, "unusual")
+    first, second = stored_in(store, three), stored_in(store, unusual)
+    for viewport in ({"width": 1366, "height": 900}, {"width": 390, "height": 844}):
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{url}/analyses/{first}")
+        text = page.inner_text("main")
+        assert "Malignant classes together (bcc, mel)" in text and "akiec" not in text
+        assert "outline and its measurements are unreliable" in text and "2.0 mm" in text
+        page.goto(f"{url}/history?case=V-1")
+        row = page.locator(f"tr:has(a[href='/analyses/{second}'])")
+        assert "Unusual image: no reliable reading" in row.inner_text() and "nevus" not in row.inner_text()
+        assert row.locator(".reliability").count() == 1
+        page.goto(f"{url}/compare?a={first}&b={second}")
+        assert page.locator(".compare-verdict .reliability").count() == 2
+        page.close()
