@@ -151,6 +151,15 @@ def optics(image, geometry):
     return tf.clip_by_value(camera_optics(image), 0.0, 1.0) * 255.0
 
 
+def coarse(image, geometry):
+    """optics, with most crops (70%) first given the detail of a coarser copy: a lesion crop
+    from a 256 px image (ISIC 2017, isic_acral) holds far less detail than a 224 px input
+    asks for, and a network that learnt fine structure from sharp crops meets blurred ones."""
+    image = color_jitter(geometry(flips(image, square=True), training=True)) / 255.0
+    image = _sometimes(0.7, low_resolution, image)
+    return tf.clip_by_value(camera_optics(image), 0.0, 1.0) * 255.0
+
+
 def lamp_only(image, geometry):
     """Another lamp and sensor only: the basic geometry, the per-image colour changes."""
     image = geometry(flips(image, square=True), training=True) / 255.0
@@ -159,11 +168,12 @@ def lamp_only(image, geometry):
 
 
 
-PER_IMAGE_RECIPES = {"lamp": lamp_only, "other_clinic": other_clinic, "framing": framing, "optics": optics}
+PER_IMAGE_RECIPES = {"lamp": lamp_only, "other_clinic": other_clinic, "framing": framing, "optics": optics,
+                     "coarse": coarse}
 # The recipes whose rotations and zooms are the basic ones (their filling is --fill-mode's);
 # framing and other_clinic zoom out far, and extend a masked crop's skin colour ("nearest")
 # rather than mirror the lesion into the corners.
-BASIC_GEOMETRY_RECIPES = ("basic", "lamp", "optics")
+BASIC_GEOMETRY_RECIPES = ("basic", "lamp", "optics", "coarse")
 
 
 def recipe_geometry(recipe, crop_mode, fill_mode):
@@ -207,4 +217,5 @@ RECIPE_DESCRIPTIONS = {
     "optics": "per image: flips, rot90, rotation, zoom +-15%, brightness/contrast/saturation/hue; "
               "Gaussian blur (30%), down-then-up scaling (30%), sensor noise (30%), "
               "JPEG quality 25-90 (30%)",
+    "coarse": "optics, with down-then-up scaling to 30-80% of the side on 70% of crops first",
 }
