@@ -132,13 +132,17 @@ def image_dimensions(source):
         return None
 
 
-def _orientation(image):
-    """The EXIF orientation read from the header. Pillow's PNG reader decodes every pixel
-    to look for an EXIF chunk after the image data; such a late chunk is not looked for
-    here (the decode that follows still applies it)."""
+def header_exif(image):
+    """An opened image's EXIF tags, read from the header only. Pillow's PNG reader decodes
+    every pixel to look for an EXIF chunk after the image data; such a late chunk is not
+    looked for here (load_image's decode still applies its orientation)."""
     if image.format == "PNG" and "exif" not in image.info:
-        return None
-    return image.getexif().get(EXIF_ORIENTATION)
+        return {}
+    return dict(image.getexif())
+
+
+def _orientation(image):
+    return header_exif(image).get(EXIF_ORIENTATION)
 
 
 def bounded_size(width, height, max_side):

@@ -11,7 +11,6 @@ only when the field of view they imply is one a dermatoscope has (cameras write 
 by default, which would make a lesion a metre wide). Otherwise sizes stay in pixels, and the
 page says so.
 """
-import io
 import json
 from pathlib import Path
 
@@ -77,12 +76,9 @@ def in_millimetres(measurements, scale, analysed_side, original_side):
 
 def _exif(source):
     """The EXIF tags of bytes or a path, read from the header ({} when there are none)."""
-    from PIL import Image
+    from .imageio import _open, header_exif
     try:
-        opened = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
-        with Image.open(opened) as image:
-            if image.format == "PNG" and "exif" not in image.info:
-                return {}  # Pillow would decode every pixel to look for it (imageio._orientation)
-            return dict(image.getexif())
+        with _open(source) as image:
+            return header_exif(image)
     except Exception:  # untrusted bytes: no scale, the decode gives the reason
         return {}
