@@ -3,6 +3,7 @@
 The server is `python app.py` started by the test, with the shipped models when present
 (tiny test models otherwise). A screenshot of the result page is saved to test-artifacts/.
 """
+import json
 import os
 import re
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -300,6 +302,84 @@ def test_download_pdf_is_the_same_one_page_report(server, visits):
     pdfium = pytest.importorskip("pypdfium2")
     text = pdfium.PdfDocument(data)[0].get_textpage().get_text_range()
     assert "P-0042" in text and "Dr Rossi" in text and "Not a diagnostic device" in text
+
+
+def image_heights_mm(data):
+    """The height of each image on the first page of a PDF, in millimetres, top to bottom."""
+    pdfium = pytest.importorskip("pypdfium2")
+    images = pdfium.PdfDocument(data)[0].get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_IMAGE], max_depth=5)
+    bounds = sorted((image.get_bounds() for image in images), key=lambda b: (-b[3], b[0]))
+    return [round((top - bottom) / 72 * 25.4, 1) for _, bottom, _, top in bounds]
+
+
+def both_reports(url, browser, analysis_id):
+    """(the browser's printed page, the downloaded PDF) of one analysis."""
+    pytest.importorskip("weasyprint")
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(f"{url}/analyses/{analysis_id}")
+    page.emulate_media(media="print")
+    printed = page.pdf(format="A4")
+    page.close()
+    with urllib.request.urlopen(f"{url}/analyses/{analysis_id}/report.pdf", timeout=120) as response:
+        return printed, response.read()
+
+
+def restored(folder, analysis_id, change_summary, **fields):
+    """A copy of a stored analysis (same image files) whose summary `change_summary` edits."""
+    from webapp.store import Store, new_record
+    store = Store(folder / "db.sqlite3")
+    record = store.get(analysis_id)
+    summary = change_summary(json.loads(json.dumps(record["summary"])))
+    copy = new_record(summary, id=uuid.uuid4().hex, files=record["files"], original_name=record["original_name"],
+                      image_sha256=record["image_sha256"], case_ref=fields.get("case_ref"),
+                      note=fields.get("note"), owner=None)
+    copy["lesion"] = dict(record["lesion"], **fields.get("lesion", {}))
+    store.add(copy)
+    return copy["id"]
+
+
+def confident_nevus(summary):
+    summary.update(suspicious=False, warnings=[], reliability=dict(
+        summary.get("reliability") or {}, state="confident", uncertain=False, unusual_image=False, reasons=[]))
+    return summary
+
+
+def unusual_flagged_and_warned(summary):
+    summary.update(suspicious=True, warnings=["The image is small: fine structure may be lost.",
+                                              "Strong JPEG compression was found."],
+                   reliability={"state": "unusual", "ood_score": 9.0, "unusual_image": True, "uncertain": True,
+                                "message": "This image is unlike the images the classifier learnt from; "
+                                           "its probabilities may not hold.", "reasons": ["far from training"]})
+    return summary
+
+
+def test_the_report_images_fill_the_a4_page(live, browser, visits):
+    """Issue 30.9: the original and its outline are the largest things on the printed page
+    (they were 21-25 mm tall over an empty fifth of the sheet), and it stays one page."""
+    url, folder = live
+    analysis_id = restored(folder, visits[1], confident_nevus, lesion={"outline_problems": []})
+    for name, data in zip(("printed", "downloaded"), both_reports(url, browser, analysis_id)):
+        (ARTIFACTS / f"report_{name}.pdf").write_bytes(data)
+        heights = image_heights_mm(data)
+        assert pdf_pages(data) == 1, name
+        assert len(heights) == 5 and min(heights[:2]) >= 35 and min(heights[2:]) >= 25, (name, heights)
+
+
+def test_a_wordy_report_still_fits_one_a4_page(live, browser, visits):
+    """An unusual, flagged image with warnings, an unreliable outline and a long note: the
+    images shrink, the words stay."""
+    url, folder = live
+    note = "Grew since the last visit according to the patient; itches at night. " * 6
+    analysis_id = restored(folder, visits[1], unusual_flagged_and_warned, case_ref="CASE-2026-0042-LEFT-FOREARM",
+                           note=note, lesion={"outline_problems": ["the outline covers 74% of the image"]})
+    printed, downloaded = both_reports(url, browser, analysis_id)
+    (ARTIFACTS / "report_wordy_printed.pdf").write_bytes(printed)
+    (ARTIFACTS / "report_wordy_downloaded.pdf").write_bytes(downloaded)
+    assert pdf_pages(printed) == 1 and pdf_pages(downloaded) == 1
+    assert len(image_heights_mm(printed)) == len(image_heights_mm(downloaded)) == 5
+    pdfium = pytest.importorskip("pypdfium2")  # Chromium's PDF text comes out a letter a line
+    text = " ".join(pdfium.PdfDocument(downloaded)[0].get_textpage().get_text_range().split())
+    assert "no reliable reading" in text and "74% of the image" in text and "itches at night" in text
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -90,11 +90,13 @@ def batch(batch_id):
 REPORT_FIELDS = ("patient", "clinician", "date")
 
 
-def render_result(record, pdf=False):
+def render_result(record, pdf=False, small_images=False):
+    """small_images: print the images smaller so that a wordy report stays one A4 page."""
     report = {name: request.args.get(name, "").strip()[:100] for name in REPORT_FIELDS}
     report["date"] = report["date"] or date.today().isoformat()  # the day it is printed
     return render_template("result.html", r=record, names=DISPLAY_NAMES, task_labels=TASK_LABELS,
-                           same_case=[] if pdf else _same_case(record), report=report, pdf=pdf)
+                           same_case=[] if pdf else _same_case(record), report=report, pdf=pdf,
+                           small_images=small_images)
 
 
 @blueprint.get("/analyses/<analysis_id>")
@@ -109,7 +111,7 @@ def report_pdf(analysis_id):
     record = record_or_404(analysis_id)
     take_for_request("reports")
     try:
-        data = html_to_pdf(render_result(record, pdf=True),
+        data = html_to_pdf(lambda small_images: render_result(record, pdf=True, small_images=small_images),
                            lambda shown, kind: engine().file_path(record, kind) if shown == record["id"] else None)
     except ReportUnavailable as problem:
         return render_template("error.html", title="PDF unavailable", message=str(problem)), 503

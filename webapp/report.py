@@ -16,9 +16,12 @@ class ReportUnavailable(RuntimeError):
     """The PDF cannot be made on this server; str(error) says why and what to do."""
 
 
-def html_to_pdf(html, image_path):
-    """html: the rendered page; image_path(analysis_id, kind) -> the file of that image of
-    the analysis being rendered (None for any other analysis)."""
+def html_to_pdf(render, image_path):
+    """render(small_images) -> the page's HTML; image_path(analysis_id, kind) -> the file of that
+    image of the analysis being rendered (None for any other analysis).
+
+    The report is one A4 page: when the page with large images runs onto a second sheet, it is
+    laid out again with small ones (the text is what cannot shrink)."""
     try:
         import weasyprint
         from PIL import ImageFile
@@ -34,8 +37,14 @@ def html_to_pdf(html, image_path):
             return weasyprint.urls.URLFetcherResponse(url, body=_local_file(url, image_path).read_bytes(),
                                                       headers={"Content-Type": _mime(url)})
 
-    return weasyprint.HTML(string=html, base_url="http://report.invalid/",
-                           url_fetcher=LocalFiles()).write_pdf()
+    def laid_out(small_images):
+        return weasyprint.HTML(string=render(small_images), base_url="http://report.invalid/",
+                               url_fetcher=LocalFiles()).render()
+
+    document = laid_out(small_images=False)
+    if len(document.pages) > 1:
+        document = laid_out(small_images=True)
+    return document.write_pdf()
 
 
 def _local_file(url, image_path):
