@@ -4,7 +4,8 @@
 
 PATH: image files or folders of images (searched recursively). Writes
 DIR/predictions.csv (image, prediction, p_<code> per class, then extra columns, among
-them ood_score, unusual_image, uncertain and the reliability state),
+them ood_score, unusual_image, uncertain, the reliability state, and the lesion's sizes: in
+pixels always, in mm where the image's scale is known, e.g. from --scales),
 DIR/masks/<image>.png (the U-Net mask, 0/255, at the image's own size) and, for
 files that could not be analysed (unreadable, or not dermoscopy), DIR/errors.csv with the
 reason. --calibration site.json uses a clinic's own referral threshold. Exit status: 0 all analysed,
@@ -34,6 +35,8 @@ def parse_args(argv):
                         help="folder with the models and their cards")
     parser.add_argument("--calibration", default=None,
                         help="a site calibration file (python -m training.calibrate) for --task")
+    parser.add_argument("--scales", default=None,
+                        help="a JSON file of dermatoscope fields of view, for sizes in mm (docs/configuration.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)
 
@@ -97,7 +100,9 @@ def run(args):
     from skinlesion.export import SpreadsheetWriter, summary_columns, summary_values
     from skinlesion.imageio import ImageError
     from skinlesion.overlays import save_mask_png
-    analyzer = Analyzer(args.models, tasks=(args.task,), calibration=args.calibration)
+    from skinlesion.scale import read_scales
+    scales = read_scales(args.scales) if args.scales else None
+    analyzer = Analyzer(args.models, tasks=(args.task,), calibration=args.calibration, scales=scales)
     classes = analyzer.classifier(args.task).classes
     columns = ["image"] + summary_columns(classes) + ["source"]
     errors = []
@@ -130,6 +135,7 @@ def run(args):
 def main(argv=None):
     from skinlesion.classify import CalibrationError
     from skinlesion.cards import ModelFileError
+    from skinlesion.scale import ScaleError
     try:
         args = parse_args(argv)
     except SystemExit as exit_:
@@ -139,7 +145,7 @@ def main(argv=None):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, ModelFileError, CalibrationError) as error:
+    except (OSError, ModelFileError, CalibrationError, ScaleError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -44,7 +44,12 @@ def summary_columns(codes):
     predictions.csv), for the class codes `codes`; each table adds its own around them."""
     return (["prediction"] + [f"p_{code}" for code in codes]
             + ["malignant_probability", "suspicious", "lesion_found", "lesion_area_fraction",
-               "reliability", "ood_score", "unusual_image", "uncertain"])
+               "reliability", "ood_score", "unusual_image", "uncertain"]
+            + ["outline_reliable"] + list(SIZE_COLUMNS) + ["scale_source"])
+
+
+# The lesion's sizes in a table: pixels always, millimetres only where the image's scale is known.
+SIZE_COLUMNS = {"max_diameter_px": "{:.1f}", "area_px": "{:d}", "max_diameter_mm": "{:.2f}", "area_mm2": "{:.2f}"}
 
 
 def summary_values(summary, codes):
@@ -57,4 +62,13 @@ def summary_values(summary, codes):
             + [f"{summary['malignant_probability']:.6f}", int(summary["suspicious"]),
                int(summary["lesion"]["found"]), f"{summary['lesion'].get('area_fraction', 0.0):.6f}",
                reliability.get("state", ""), "" if score is None else f"{score:.4f}",
-               int(bool(reliability.get("unusual_image"))), int(bool(reliability.get("uncertain")))])
+               int(bool(reliability.get("unusual_image"))), int(bool(reliability.get("uncertain")))]
+            + _lesion_values(summary["lesion"]))
+
+
+def _lesion_values(lesion):
+    """outline_reliable, the sizes and where their scale came from ('' for what is not known)."""
+    measured = lesion.get("measurements") or {}
+    reliable = "" if not lesion.get("found") else int(not lesion.get("outline_problems"))
+    sizes = ["" if measured.get(name) is None else form.format(measured[name]) for name, form in SIZE_COLUMNS.items()]
+    return [reliable] + sizes + [(measured.get("scale") or {}).get("source", "")]

@@ -88,3 +88,26 @@ def test_a_large_image_gets_its_mask_at_its_own_size(tmp_path, tiny_models):
     assert run([images], out, tiny_models) == 0
     assert Image.open(out / "masks" / "large.png").size == (width, height)
     assert Image.open(out / "masks" / "turned.png").size == (height, width)
+
+
+def test_sizes_are_in_pixels_and_in_mm_only_with_a_scale(folder, tmp_path, tiny_models, capsys):
+    """Issue 30.5: the CSV says a lesion's size in pixels always, in mm where the scale is known."""
+    assert run([folder / "ISIC_a.jpg"], tmp_path / "px", tiny_models) == 0
+    (row,) = read_rows(tmp_path / "px" / "predictions.csv")
+    assert row["lesion_found"] == "1" and row["outline_reliable"] in ("0", "1")  # the tiny U-Net finds it
+    assert float(row["max_diameter_px"]) > 0 and int(row["area_px"]) > 0
+    assert row["max_diameter_mm"] == row["area_mm2"] == row["scale_source"] == ""
+
+    scales = tmp_path / "scales.json"
+    scales.write_text('{"*": {"field_of_view_mm": 20}}')
+    argv = [str(folder / "ISIC_a.jpg"), "--out", str(tmp_path / "mm"), "--models", str(tiny_models), "--quiet"]
+    assert predict.main(argv + ["--scales", str(scales)]) == 0
+    (row,) = read_rows(tmp_path / "mm" / "predictions.csv")
+    # 20 mm across 200 px: 0.1 mm a pixel
+    assert float(row["max_diameter_mm"]) == pytest.approx(float(row["max_diameter_px"]) * 0.1, abs=0.06)
+    assert float(row["area_mm2"]) == pytest.approx(int(row["area_px"]) * 0.01, rel=0.01)
+    assert "default field of view" in row["scale_source"]
+
+    scales.write_text('{"*": {"field_of_view_mm": 500}}')
+    assert predict.main(argv + ["--scales", str(scales)]) == 1
+    assert "field_of_view_mm between" in capsys.readouterr().err
