@@ -4,15 +4,16 @@
     SKINLESION_DATABASE=postgresql://user:password@host:5432/lesions  # several hosts
 
 SQLAlchemy Core speaks both dialects, so the stores write plain table expressions rather
-than SQL strings per database. One schema for analyses, batches, accounts and login
-throttling, created on start-up; `schema_version` records the migrations applied, so an
-older database is upgraded in place, once, whichever host starts first.
+than SQL strings per database. The tables below are the schema as it is now; Alembic's
+migrations (webapp/migrations/versions) bring any older database to it on start-up, in
+place, once, whichever host starts first. A change to a table here needs a migration there
+(tests/test_migrations.py compares the two).
 """
 import os
 from pathlib import Path
 
-from sqlalchemy import (Column, Float, Index, Integer, MetaData, String, Table, Text, create_engine,
-                        event, inspect, select, text)
+from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+                        create_engine, event, inspect, select, text)
 from sqlalchemy.exc import DatabaseError, IntegrityError  # noqa: F401 (re-exported)
 
 metadata = MetaData()
@@ -36,8 +37,51 @@ analyses = Table(
     Column("case_ref", Text),
     Column("note", Text),
     Column("owner", String(80)),
+    Column("lesion_id", String(64)),  # the lesion this analysis is a visit of (none: a loose image)
     Index("analyses_created", "created"),
     Index("analyses_case", "case_ref"),
+    Index("analyses_lesion", "lesion_id"),
+)
+
+# A patient is the clinic's identifier and nothing else; who may see it is its owner's
+# (the account that created it; anyone's when accounts are off).
+patients = Table(
+    "patients", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("identifier", String(100), nullable=False),
+    Column("owner", String(80)),
+    Column("created", String(40), nullable=False),
+    Index("patients_identifier", "identifier"),
+)
+
+# A lesion of a patient, where it is: a site of skinlesion.body_sites, its side, and the
+# point marked on the body map (view "front"/"back", x and y as fractions of the figure).
+lesions = Table(
+    "lesions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("patient_id", String(64), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("body_site", String(32)),
+    Column("laterality", String(8)),
+    Column("map_view", String(8)),
+    Column("map_x", Float),
+    Column("map_y", Float),
+    Column("created", String(40), nullable=False),
+    Index("lesions_patient", "patient_id"),
+)
+
+# A lesion's final diagnosis as a clinician recorded it; the newest row is the one that holds.
+diagnoses = Table(
+    "diagnoses", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("lesion_id", String(64), ForeignKey("lesions.id", ondelete="CASCADE"), nullable=False),
+    Column("diagnosis", String(32), nullable=False),
+    Column("detail", String(200)),
+    Column("method", String(32), nullable=False),
+    Column("confirmed_on", String(10), nullable=False),
+    Column("recorded_by", String(100), nullable=False),
+    Column("created", String(40), nullable=False),
+    Index("diagnoses_lesion", "lesion_id"),
 )
 
 batches = Table(
@@ -74,23 +118,7 @@ work_counts = Table(
     Column("window_start", Float, nullable=False),
 )
 
-schema_version = Table("schema_version", metadata, Column("version", Integer, primary_key=True))
-
-# Each migration brings a database written by an older release up to the next version.
-# Version 1: the tables above. Version 2: accounts got an id and a session version
-# (databases of the first release have users without them).
-SCHEMA_VERSION = 2
-
-
-def _add_account_columns(connection):
-    present = {column["name"] for column in inspect(connection).get_columns("users")}
-    if "id" not in present:
-        connection.execute(text("ALTER TABLE users ADD COLUMN id VARCHAR(80)"))
-    if "session_version" not in present:
-        connection.execute(text("ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0"))
-
-
-MIGRATIONS = {2: _add_account_columns}
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def is_url(database):
@@ -127,19 +155,22 @@ def connect(database):
 
 
 def migrate(engine):
-    """Create missing tables, then apply the migrations a database has not had yet."""
+    """Bring the database to the newest schema with Alembic (a new one is made from nothing).
+    A database of the releases before Alembic counted its versions in `schema_version`;
+    the first migrations are written to find their work done or not, so it is dropped and
+    the database upgraded from the start."""
+    from alembic import command
+    from alembic.config import Config
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":  # one host migrates at a time
             connection.execute(text("SELECT pg_advisory_xact_lock(4242)"))
-        existed = inspect(connection).has_table("users")
-        metadata.create_all(connection)
-        current = connection.execute(select(schema_version.c.version)).scalar()
-        if current is None:
-            current = 1 if existed else SCHEMA_VERSION  # a new database needs no migration
-            connection.execute(schema_version.insert().values(version=current))
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](connection)
-            connection.execute(schema_version.update().values(version=version))
+        tables = inspect(connection).get_table_names()
+        if "schema_version" in tables and "alembic_version" not in tables:
+            connection.execute(text("DROP TABLE schema_version"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
 def check(engine, database):
