@@ -8,6 +8,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .dicom import is_dicom
+from .dicom import pixels as dicom_pixels
+from .dicom import read_header as read_dicom_header
+
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # a decompression bomb is refused, not decoded
 # Dermatoscopes and phone cameras give 4:3, 3:2 or 16:9 frames of at most ~9,000 px a side.
@@ -47,7 +51,7 @@ def return_large_blocks_promptly():
 # JPEG-coded formats that Pillow can decode at 1/2, 1/4 or 1/8 scale directly.
 DRAFT_FORMATS = {"JPEG", "MPO"}
 
-ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO"}
+ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP", "TIFF", "MPO", "DICOM"}
 # The file names taken as images when a folder is searched (data sets, predict.py).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -60,6 +64,8 @@ def _open(source):
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("The file is empty.")
+        if is_dicom(source):
+            return _open_dicom(source)
         return Image.open(io.BytesIO(bytes(source)))
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
@@ -68,6 +74,25 @@ def _open(source):
             raise ImageError("The file is empty.")
         return Image.open(source)
     return Image.open(source)  # a file-like object
+
+
+def _open_dicom(data):
+    """A DICOM photograph as a Pillow image of format "DICOM" (its size checked before its
+    pixels are decoded), so that it goes through the same checks as any other upload."""
+    try:
+        dataset = read_dicom_header(data)
+        check_dimensions(int(dataset.Columns), int(dataset.Rows))
+        array = dicom_pixels(dataset)
+    except ValueError as error:
+        raise ImageError(str(error)) from None
+    except AttributeError:
+        raise ImageError("The DICOM file has no image (no Rows or Columns).") from None
+    if array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8) if array.max(initial=0) <= 255 else \
+            (array / max(1, array.max()) * 255).astype(np.uint8)
+    image = Image.fromarray(array)
+    image.format = "DICOM"
+    return image
 
 
 def _to_rgb8(image):
@@ -184,7 +209,7 @@ def _decode(source, max_pixels, min_side, max_side):
             if image.format not in ACCEPTED_FORMATS:
                 raise ImageError(
                     f"Unsupported image format {image.format or 'unknown'}: "
-                    "use JPEG, PNG, BMP, WebP or TIFF.")
+                    "use JPEG, PNG, BMP, WebP, TIFF or DICOM.")
             width, height = image.size
             check_dimensions(width, height, max_pixels, min_side)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":

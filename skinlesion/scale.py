@@ -6,7 +6,7 @@ predict.py), keyed by the camera's EXIF make and model, with "*" for every other
 
     {"Canon EOS 80D": {"field_of_view_mm": 25}, "*": {"field_of_view_mm": 20}}
 
-An image can also carry its own scale: EXIF resolution tags in centimetres or inches are used
+An image can also carry its own scale: a DICOM file's pixel spacing, or EXIF resolution tags in centimetres or inches are used
 only when the field of view they imply is one a dermatoscope has (cameras write 72 or 300 dpi
 by default, which would make a lesion a metre wide). Otherwise sizes stay in pixels, and the
 page says so.
@@ -47,6 +47,10 @@ def device_of(data):
 
 def scale_of(data, longer_side, scales=None):
     """{"mm_per_px", "source"} for an upload whose longer side has `longer_side` pixels, or None."""
+    from .dicom import dicom_facts
+    spacing = dicom_facts(data).get("mm_per_px") if isinstance(data, (bytes, bytearray)) else None
+    if spacing and FIELD_OF_VIEW_MM[0] <= spacing * longer_side <= FIELD_OF_VIEW_MM[1]:
+        return {"mm_per_px": spacing, "source": "the DICOM file's pixel spacing"}
     exif = _exif(data)
     unit, resolution = exif.get(EXIF_RESOLUTION_UNIT), exif.get(EXIF_X_RESOLUTION)
     if unit in MM_PER_UNIT and resolution:
