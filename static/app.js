@@ -40,7 +40,9 @@ document.addEventListener("DOMContentLoaded", function () {
   });
   document.querySelectorAll(".delete-form").forEach(function (f) {
     f.addEventListener("submit", function (event) {
-      if (!window.confirm("Delete this analysis and its images?")) event.preventDefault();
+      var button = f.querySelector("[data-confirm]");
+      var question = button ? button.getAttribute("data-confirm") : "Delete this analysis and its images?";
+      if (!window.confirm(question)) event.preventDefault();
     });
   });
 
@@ -55,6 +57,58 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   }
   picks.forEach(function (p) { p.addEventListener("change", updateCompare); });
+  if (picks.length) updateCompare();
+
+  // Upload page: a click on the body map picks the site and side and marks the point; the
+  // lesion list follows the patient identifier typed.
+  var map = document.getElementById("body-map");
+  if (map) {
+    var form = map.closest("form");
+    var NS = "http://www.w3.org/2000/svg";
+    var pick = function (region, x, y) {
+      var svg = region.ownerSVGElement;
+      form.elements.site.value = region.getAttribute("data-site");
+      form.elements.laterality.value = region.getAttribute("data-laterality");
+      form.elements.map_view.value = svg.getAttribute("data-view");
+      form.elements.map_x.value = (x / 100).toFixed(4);
+      form.elements.map_y.value = (y / 210).toFixed(4);
+      if (form.elements.lesion.value !== "new") form.elements.lesion.value = "new";
+      map.querySelectorAll(".mark").forEach(function (m) { m.remove(); });
+      var dot = document.createElementNS(NS, "circle");
+      dot.setAttribute("class", "mark"); dot.setAttribute("cx", x); dot.setAttribute("cy", y); dot.setAttribute("r", 3.2);
+      svg.appendChild(dot);
+      document.getElementById("site-chosen").textContent = region.querySelector("title").textContent + " (" + svg.getAttribute("data-view") + ")";
+    };
+    map.querySelectorAll(".region").forEach(function (region) {
+      region.addEventListener("click", function (event) {
+        var point = region.ownerSVGElement.createSVGPoint();
+        point.x = event.clientX; point.y = event.clientY;
+        var at = point.matrixTransform(region.ownerSVGElement.getScreenCTM().inverse());
+        pick(region, at.x, at.y);
+      });
+      region.addEventListener("keydown", function (event) {
+        if (event.key !== "Enter" && event.key !== " ") return;
+        event.preventDefault();
+        var box = region.getBBox();
+        pick(region, box.x + box.width / 2, box.y + box.height / 2);
+      });
+    });
+    var patientField = form.elements.patient, lesionSelect = form.elements.lesion;
+    var fixed = lesionSelect.querySelectorAll("option[data-fixed]");
+    patientField.addEventListener("change", function () {
+      var url = "/api/patients/lesions?identifier=" + encodeURIComponent(patientField.value.trim());
+      fetch(url, {credentials: "same-origin"}).then(function (r) { return r.ok ? r.json() : {lesions: []}; })
+        .then(function (found) {
+          lesionSelect.innerHTML = "";
+          fixed.forEach(function (o) { lesionSelect.appendChild(o); });
+          found.lesions.forEach(function (l) {
+            var option = document.createElement("option");
+            option.value = l.id; option.textContent = l.label + " · " + l.site;
+            lesionSelect.appendChild(option);
+          });
+        });
+    });
+  }
 
   // Result page: overlay on/off and opacity per explanation image; any image enlarges in a
   // dialog (Esc or the button closes it) at full resolution, with the same controls.

@@ -54,7 +54,7 @@ def create_app(config=None):
     from skinlesion.runtime import configure_threads
     configure_threads(app.config.get("INFERENCE_THREADS", 0))
     return_large_blocks_promptly()  # concurrent decodes give their memory back
-    from . import api, auth, cli, errors, pages, security
+    from . import api, auth, cli, errors, pages, patient_pages, security
     from .engine import Engine, EngineSettings
     security.init_app(app)
     try:
@@ -70,6 +70,7 @@ def create_app(config=None):
     cli.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(patient_pages.blueprint)
     errors.register_error_handlers(app)
     return app
 

@@ -1,6 +1,8 @@
 """JSON API. Contract (other tools depend on it):
 
-POST /api/analyze  multipart: image, [task, case, note]  -> 200 analysis JSON
+POST /api/analyze  multipart: image, [task, note, patient, lesion (an id or "new"), lesion_label,
+                   site, laterality, map_view, map_x, map_y; case: the patient's identifier as before]
+                   -> 200 analysis JSON
 GET  /api/analyses/<id>                                   -> the same JSON
 GET  /api/health                 -> 200 {"status": "ok", models} or 503 {"status": "failing", "problems"}
 Any bad request -> 4xx with {"error": "<human message>"}.
@@ -12,8 +14,8 @@ from skinlesion.overlays import IMAGE_KINDS
 from skinlesion.verdict import verdict_of
 
 from .auth import current_owner
-from .engine import ServiceUnavailable
-from .forms import FormError, read_case_and_note, read_task, read_uploads
+from .engine import ServiceUnavailable, VisitError
+from .forms import FormError, read_case_and_note, read_task, read_visit, read_uploads
 from .limits import take_for_request
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -36,7 +38,7 @@ def as_json(record):
         "suspicious": bool(record["suspicious"]), "low_confidence": bool(record["low_confidence"]),
         "warnings": record["summary"].get("warnings", []), "reliability": reliability_of(record),
         "verdict": verdict_of(record["summary"], record["suspicious"]).as_dict(),
-        "case": record["case_ref"], "note": record["note"],
+        "case": record["case_ref"], "note": record["note"], "lesion_id": record.get("lesion_id"),
         "file_name": record["original_name"], "image_sha256": record["image_sha256"],
         "images": {kind: image_url(kind) for kind in IMAGE_KINDS if kind != "thumb"},
         "report_url": absolute_url("pages.result", analysis_id=record["id"]),
@@ -72,10 +74,11 @@ def analyze():
             raise FormError("Send exactly one image in the field 'image'.")
         task = read_task(request, engine().tasks)
         case_ref, note = read_case_and_note(request)
+        visit = read_visit(request)
         take_for_request("analyses")
         record = engine().analyze_upload(uploads[0].data, task, uploads[0].name, case_ref, note,
-                                         current_owner())
-    except (FormError, ImageError) as problem:
+                                         current_owner(), visit)
+    except (FormError, ImageError, VisitError) as problem:
         return error(str(problem), getattr(problem, "status", 400))
     except ServiceUnavailable as problem:
         return error(str(problem), 503)
@@ -101,3 +104,50 @@ def health():
         body |= {"tasks": list(engine().tasks), "models": engine().versions()}
     return jsonify(body), 503 if problems else 200
 
+
+
+@blueprint.get("/patients/lesions")
+def patient_lesions():
+    """The lesions of the patient with this identifier (for the upload form's list)."""
+    from skinlesion.body_sites import site_words
+    patient = engine().patients.find_patient(request.args.get("identifier", "").strip()[:100], current_owner())
+    lesions = engine().patients.lesions_of(patient["id"]) if patient else []
+    return jsonify({"patient": patient["id"] if patient else None, "lesions": [
+        {"id": l["id"], "label": l["label"], "site": site_words(l["body_site"], l["laterality"]) or "site not given"}
+        for l in lesions]})
+
+
+def fhir_response(records, patient=None, lesion=None):
+    import mimetypes
+    from skinlesion.fhir import bundle
+
+    def image_url(record, kind):
+        path = engine().file_path(record, kind)
+        if path is None:
+            return None
+        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return absolute_url("pages.analysis_image", analysis_id=record["id"], kind=kind), mime
+
+    made = bundle(records, patient, lesion, image_url)
+    return current_app.response_class(made.model_dump_json(exclude_none=True), mimetype="application/fhir+json")
+
+
+@blueprint.get("/analyses/<analysis_id>/fhir")
+def analysis_fhir(analysis_id):
+    """The analysis as a FHIR R4B Bundle (skinlesion.fhir)."""
+    record = engine().visible(analysis_id, current_owner())
+    if record is None:
+        return error("No analysis with this id.", 404)
+    found = engine().visible_lesion(record["lesion_id"], current_owner()) if record.get("lesion_id") else None
+    lesion, patient = found or (None, None)
+    return fhir_response([record], patient, lesion)
+
+
+@blueprint.get("/lesions/<lesion_id>/fhir")
+def lesion_fhir(lesion_id):
+    """A lesion's timeline, every visit, as one FHIR Bundle."""
+    found = engine().visible_lesion(lesion_id, current_owner())
+    if found is None:
+        return error("No lesion with this id.", 404)
+    lesion, patient = found
+    return fhir_response(engine().patients.visits(lesion["id"]), patient, lesion)

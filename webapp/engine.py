@@ -10,10 +10,12 @@ from pathlib import Path
 from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
 from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
 from skinlesion.classify import CalibrationError
+from skinlesion.dicom import dicom_facts, is_dicom
 from skinlesion.imageio import ImageError, image_dimensions, load_image
 from skinlesion.scale import read_scales, scale_of
 from skinlesion.overlays import EncodingError, remove_images, upload_name, write_images
 
+from .patients import PatientStore
 from .store import new_record
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,24 @@ class StorageError(ServiceUnavailable):
 
 class ModelsUnavailable(ServiceUnavailable):
     """This process started without its models (see BOOT_FAILURE)."""
+
+
+class VisitError(ValueError):
+    """The patient or lesion given with an upload cannot be used; str(error) says why (400)."""
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Whose lesion an upload shows: a patient identifier, and an existing lesion's id or
+    "new" (or nothing: the patient's one lesion, or a first one) with its place."""
+    patient: str = ""
+    lesion_id: str = ""
+    label: str = ""
+    site: str = ""
+    laterality: str = ""
+    view: str = ""
+    x: float | None = None
+    y: float | None = None
 
 
 class ResultImageError(ImageError):
@@ -103,6 +123,7 @@ class Engine:
     def __init__(self, settings, store):
         self.settings = settings
         self.store = store
+        self.patients = PatientStore(store.engine)
         self.model_watch = ModelFileWatch(model_paths(settings.models_dir, settings.tasks))
         self.failure = None
         try:
@@ -143,8 +164,9 @@ class Engine:
             found.append(f"this worker started without models: {self.failure}")
         return [problem for problem in found if problem]
 
-    def analyze_upload(self, data, task, original_name="", case_ref="", note="", owner=None):
-        """Decode, analyse, write files, then the row. Raises ImageError, ValueError, StorageError."""
+    def analyze_upload(self, data, task, original_name="", case_ref="", note="", owner=None, visit=None):
+        """Decode, analyse, write files, then the row. visit: a `Visit` saying whose lesion this
+        is (none: a loose image). Raises ImageError, ValueError, StorageError."""
         # Decoded (and shrunk to the analysis size) before anything is trusted or written;
         # the upload's own bytes are kept unchanged.
         image = load_image(data, max_side=ANALYSIS_MAX_SIDE)
@@ -156,18 +178,63 @@ class Engine:
             size = _size_of(data)
             scale = scale_of(data, max(size.values()) if size else max(image.shape[:2]), self.analyzer.scales)
             result = self.analyzer.analyze(image, task, original_size=size, scale=scale)
+        lesion_id = self.lesion_of_visit(visit or Visit(), owner, data) if visit or is_dicom(data) else None
         analysis_id = new_id()
         files = self._write_files(analysis_id, data, result)
         record = new_record(
             result.summary(), id=analysis_id, files=files, original_name=(original_name or "")[:200],
             image_sha256=hashlib.sha256(data).hexdigest(),
             case_ref=(case_ref or "").strip() or None, note=(note or "").strip() or None,
-            owner=owner)
+            owner=owner, lesion_id=lesion_id)
         try:
             return self.store.add(record)
         except Exception:
             self.remove_files(files)
             raise
+
+    def lesion_of_visit(self, visit, owner, data=b""):
+        """The lesion an upload is a visit of: the one named, or the patient's (made if new).
+        A DICOM file's own patient and body site fill what the form left empty. Raises VisitError."""
+        if visit.lesion_id and visit.lesion_id != "new":
+            found = self.visible_lesion(visit.lesion_id, owner)
+            if found is None:
+                raise VisitError("That lesion does not exist, or is not yours to add to.")
+            return found[0]["id"]
+        facts = dicom_facts(data)
+        identifier = visit.patient or facts.get("patient_id")
+        if not identifier:
+            return None
+        patient = self.patients.find_or_add_patient(identifier[:100], owner)
+        lesions = self.patients.lesions_of(patient["id"])
+        site = visit.site or facts.get("body_site")
+        if visit.lesion_id != "new" and not site and lesions:
+            if len(lesions) == 1:
+                return lesions[0]["id"]  # a follow-up of the patient's one lesion
+            raise VisitError(f"Patient {patient['identifier']} has {len(lesions)} lesions: choose the one this "
+                             "image shows, or a new lesion.")
+        try:
+            lesion = self.patients.add_lesion(patient["id"], visit.label, site,
+                                              visit.laterality or facts.get("laterality"), visit.view, visit.x, visit.y)
+        except ValueError as error:
+            raise VisitError(str(error)) from None
+        return lesion["id"]
+
+    def visible_patient(self, patient_id, user):
+        patient = self.patients.patient(patient_id)
+        return patient if self._may_see(patient, user) else None
+
+    def visible_lesion(self, lesion_id, user):
+        """(lesion, its patient) if this user may see them, else None."""
+        lesion = self.patients.lesion(lesion_id)
+        patient = lesion and self.visible_patient(lesion["patient_id"], user)
+        return (lesion, patient) if patient else None
+
+    def visible_patients(self, user, search=None):
+        return self.patients.patients(owner=self._owner_filter(user), search=search)
+
+    def delete_patient(self, patient):
+        for files in self.patients.delete_patient(patient["id"]):
+            self.remove_files(files)
 
     def _write_files(self, analysis_id, data, result):
         upload_dir, heatmap_dir = self.settings.upload_dir, self.settings.heatmap_dir

@@ -76,6 +76,25 @@ def read_case_and_note(request):
     return tuple(values)
 
 
+def read_visit(request):
+    """Whose lesion the upload shows (webapp.engine.Visit), or None for a loose image. The
+    case reference of the releases before patients stands for the patient identifier."""
+    from .engine import Visit
+    text = {name: request.form.get(name, "").strip() for name in
+            ("patient", "case", "lesion", "lesion_label", "site", "laterality", "map_view", "map_x", "map_y")}
+    patient = text["patient"] or text["case"]
+    if len(patient) > MAX_CASE_CHARS or len(text["lesion_label"]) > MAX_CASE_CHARS:
+        raise FormError(f"A patient identifier or lesion name may hold at most {MAX_CASE_CHARS} characters.")
+    if not patient and text["lesion"] in ("", "new"):
+        return None
+    try:
+        x, y = (float(text[name]) if text[name] else None for name in ("map_x", "map_y"))
+    except ValueError:
+        raise FormError("The point on the body map is not a number.") from None
+    return Visit(patient=patient, lesion_id=text["lesion"], label=text["lesion_label"], site=text["site"],
+                 laterality=text["laterality"], view=text["map_view"], x=x, y=y)
+
+
 def too_many_parts_message(max_files):
     """werkzeug's 413 within the size limit: too many form parts, or a text field too long."""
     return (f"The form has too many fields or files (at most {max_files} images at once), or a text "

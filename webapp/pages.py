@@ -14,8 +14,8 @@ from skinlesion.reliability import STATE_LABELS
 from skinlesion.verdict import verdict_of
 
 from .auth import current_owner
-from .engine import ServiceUnavailable
-from .forms import (MAX_CASE_CHARS, MAX_NOTE_CHARS, FormError, example_names, read_case_and_note, read_task,
+from .engine import ServiceUnavailable, VisitError
+from .forms import (MAX_CASE_CHARS, MAX_NOTE_CHARS, FormError, example_names, read_case_and_note, read_task, read_visit,
                     read_uploads)
 from .limits import take_for_request
 
@@ -35,7 +35,10 @@ def record_or_404(analysis_id):
 
 
 def upload_page(error=None, status=200, form=None):
-    return render_template("index.html", error=error, form=form or {}, tasks=engine().tasks,
+    form = form or {key: request.args.get(key, "")[:100] for key in ("patient", "lesion")}
+    patient = form.get("patient") and engine().patients.find_patient(form["patient"], current_owner())
+    patient_lesions = engine().patients.lesions_of(patient["id"]) if patient else []
+    return render_template("index.html", error=error, form=form, tasks=engine().tasks, patient_lesions=patient_lesions,
                            task_labels=TASK_LABELS, examples=example_names(),
                            limits={"case": MAX_CASE_CHARS, "note": MAX_NOTE_CHARS}), status
 
@@ -47,11 +50,13 @@ def index():
 
 @blueprint.post("/analyze")
 def analyze():
-    form = {key: request.form.get(key, "") for key in ("task", "case", "note")}
+    form = {key: request.form.get(key, "") for key in ("task", "case", "note", "patient", "lesion", "lesion_label",
+                                                        "site", "laterality", "map_view", "map_x", "map_y")}
     try:
         uploads = read_uploads(request)
         task = read_task(request, engine().tasks)
         case_ref, note = read_case_and_note(request)
+        visit = read_visit(request)
         take_for_request("analyses", len(uploads))
     except FormError as problem:
         return upload_page(str(problem), problem.status, form)
@@ -59,7 +64,9 @@ def analyze():
     for upload in uploads:
         try:
             records.append(engine().analyze_upload(upload.data, task, upload.name, case_ref, note,
-                                                   current_owner()))
+                                                   current_owner(), visit))
+        except VisitError as problem:
+            return upload_page(str(problem), 400, form)
         except ImageError as problem:
             failures.append({"name": upload.name, "error": str(problem),
                              "status": getattr(problem, "status", 400)})
@@ -94,8 +101,14 @@ def render_result(record, pdf=False, small_images=False):
     """small_images: print the images smaller so that a wordy report stays one A4 page."""
     report = {name: request.args.get(name, "").strip()[:100] for name in REPORT_FIELDS}
     report["date"] = report["date"] or date.today().isoformat()  # the day it is printed
+    found = record.get("lesion_id") and engine().visible_lesion(record["lesion_id"], current_owner())
+    lesion, patient = found or (None, None)
+    if patient and not report["patient"]:
+        report["patient"] = patient["identifier"]
     return render_template("result.html", r=record, names=DISPLAY_NAMES, task_labels=TASK_LABELS,
-                           same_case=[] if pdf else _same_case(record), report=report, pdf=pdf,
+                           same_case=[] if pdf else _same_case(record, lesion), report=report, pdf=pdf,
+                           lesion=lesion, patient=patient,
+                           confirmed=engine().patients.diagnosis(lesion["id"]) if lesion else None,
                            small_images=small_images)
 
 
@@ -119,12 +132,16 @@ def report_pdf(analysis_id):
         "Content-Disposition": f"attachment; filename=lesion-lens-{record['id'][:8]}.pdf"})
 
 
-def _same_case(record):
-    """Other analyses of this case, each with the compare link in time order (earlier first)."""
-    if not record["case_ref"]:
+def _same_case(record, lesion=None):
+    """Other visits of this lesion (or, for analyses stored without one, of this case), each
+    with the compare link in time order (earlier first)."""
+    if lesion:
+        others = [r for r in engine().patients.visits(lesion["id"]) if r["id"] != record["id"]]
+    elif record["case_ref"]:
+        others = [r for r in engine().visible_list(current_owner(), case_ref=record["case_ref"])
+                  if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
+    else:
         return []
-    others = [r for r in engine().visible_list(current_owner(), case_ref=record["case_ref"])
-              if r["id"] != record["id"] and r["case_ref"] == record["case_ref"]]
     return [{"record": other, "earlier": other["created"] <= record["created"],
              "url": url_for("pages.compare", **_in_time_order(other, record))} for other in others]
 

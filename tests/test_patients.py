@@ -1,0 +1,140 @@
+"""Patients, lesions over visits, confirmed diagnoses, FHIR out and DICOM in (issue 31)."""
+import json
+
+import pytest
+
+from conftest import synthetic_lesion
+from dicom_files import VL_PHOTOGRAPHIC, dermoscopic_dicom
+from test_web import jpeg_bytes, page_post, post_api
+
+
+@pytest.fixture(scope="module")
+def app(tiny_models, tmp_path_factory):
+    from webapp import create_app
+    folder = tmp_path_factory.mktemp("patients")
+    return create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
+                       "HEATMAP_DIR": folder / "heatmap", "DATABASE": folder / "db.sqlite3", "WARM_UP": False})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def three_visits(client, identifier):
+    """A new lesion on the left forearm, then two follow-ups of it."""
+    first = post_api(client, jpeg_bytes(seed=1), patient=identifier, lesion="new", site="forearm",
+                     laterality="left", map_view="front", map_x="0.72", map_y="0.42").get_json()
+    later = [post_api(client, jpeg_bytes(seed=seed), patient=identifier).get_json() for seed in (2, 3)]
+    return [first, *later]
+
+
+def test_three_visits_of_one_lesion_make_its_timeline(client):
+    visits = three_visits(client, "P-TIME-1")
+    lesion_id = visits[0]["lesion_id"]
+    assert lesion_id and all(v["lesion_id"] == lesion_id for v in visits)  # follow-ups of the one lesion
+    page = client.get(f"/lesions/{lesion_id}").data.decode()
+    assert "Left forearm" in page and page.count('class="compare-pick"') == 3
+    assert all(v["id"] in page for v in visits)
+    patients = client.get("/patients?q=P-TIME").data.decode()
+    assert "P-TIME-1" in patients
+    result = client.get(f"/analyses/{visits[1]['id']}").data.decode()
+    assert 'id="visit-of"' in result and "Lesion 1: Left forearm" in result
+
+
+def test_a_second_lesion_needs_new_and_gets_its_own_number(client):
+    first = post_api(client, jpeg_bytes(seed=4), patient="P-TWO").get_json()
+    second = post_api(client, jpeg_bytes(seed=5), patient="P-TWO", lesion="new", site="back").get_json()
+    assert first["lesion_id"] != second["lesion_id"]
+    which = post_api(client, jpeg_bytes(seed=6), patient="P-TWO")  # two lesions: the clinician says which
+    assert which.status_code == 400 and "has 2 lesions: choose" in which.get_json()["error"]
+    named = post_api(client, jpeg_bytes(seed=7), patient="P-TWO", lesion=second["lesion_id"]).get_json()
+    assert named["lesion_id"] == second["lesion_id"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"patient": "P-X", "lesion": "new", "site": "elbow"}, "Unknown body site"),
+    ({"patient": "P-X", "lesion": "new", "site": "forearm", "map_view": "front", "map_x": "2", "map_y": "0.5"},
+     "between 0 and 1"),
+    ({"patient": "P-X", "lesion": "0" * 32}, "does not exist"),
+    ({"patient": "P" * 101}, "at most 100"),
+])
+def test_a_bad_patient_or_lesion_is_a_clear_400(client, fields, message):
+    response = post_api(client, jpeg_bytes(), **fields)
+    assert response.status_code == 400 and message in response.get_json()["error"]
+
+
+def test_a_confirmed_diagnosis_shows_beside_the_reading_and_is_checked(client):
+    visits = three_visits(client, "P-DX")
+    lesion_id = visits[0]["lesion_id"]
+    url = f"/lesions/{lesion_id}/diagnosis"
+    bad = page_post(client, url, {"diagnosis": "mel", "method": "histopathology", "confirmed_on": "03/12/2026",
+                                  "recorded_by": "Dr Rossi"})
+    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.data.decode()
+    good = page_post(client, url, {"diagnosis": "mel", "method": "histopathology", "confirmed_on": "2026-11-30",
+                                   "recorded_by": "Dr Rossi"})
+    assert good.status_code == 303
+    page = client.get(f"/lesions/{lesion_id}").data.decode()
+    assert 'id="confirmed-diagnosis">Melanoma' in page and "Dr Rossi" in page
+    result = client.get(f"/analyses/{visits[0]['id']}").data.decode()
+    assert 'id="confirmed-beside">Confirmed: Melanoma' in result
+
+
+def test_the_fhir_bundle_validates_and_carries_the_reading(client):
+    from fhir.resources.R4B.bundle import Bundle
+    visits = three_visits(client, "P-FHIR")
+    response = client.get(f"/api/analyses/{visits[2]['id']}/fhir")
+    assert response.status_code == 200 and response.mimetype == "application/fhir+json"
+    bundle = Bundle.model_validate_json(response.data)  # fhir.resources validates every resource
+    kinds = [entry.resource.get_resource_type() for entry in bundle.entry]
+    assert kinds[:2] == ["Patient", "BodyStructure"] and "DiagnosticReport" in kinds and "Media" in kinds
+    patient = bundle.entry[0].resource
+    assert patient.identifier[0].value == "P-FHIR"
+    site = bundle.entry[1].resource
+    assert site.location.coding[0].code == "14975008" and site.locationQualifier[0].coding[0].code == "7771000"
+    observations = {e.resource.code.text: e.resource for e in bundle.entry if e.resource.get_resource_type() == "Observation"}
+    flag = observations["Referral flag (malignant probability at or above the model's threshold)"]
+    assert flag.valueBoolean == visits[2]["suspicious"]
+    probabilities = [o for name, o in observations.items() if name.startswith("Probability of")]
+    assert len(probabilities) == 7 and all(o.valueQuantity.system == "http://unitsofmeasure.org" for o in probabilities)
+    assert sum(o.valueQuantity.value for o in probabilities) == pytest.approx(100, abs=0.01)
+    timeline = Bundle.model_validate_json(client.get(f"/api/lesions/{visits[0]['lesion_id']}/fhir").data)
+    reports = [e.resource for e in timeline.entry if e.resource.get_resource_type() == "DiagnosticReport"]
+    assert len(reports) == 3 and "Not a diagnostic device" in reports[0].conclusion
+
+
+def test_a_dicom_upload_brings_its_patient_site_and_millimetres(client):
+    image = synthetic_lesion(300, 400, seed=8)[0]
+    data = dermoscopic_dicom(image, patient_id="P-PACS-9", pixel_spacing_mm=0.05)
+    body = post_api(client, data, name="lesion.dcm").get_json()
+    assert body["lesion_id"], body
+    lesion_page = client.get(f"/lesions/{body['lesion_id']}").data.decode()
+    assert "Left forearm" in lesion_page and "P-PACS-9" in lesion_page
+    measured = body["lesion"]["measurements"]
+    assert measured, "the tiny U-Net finds the synthetic lesion"  # 0.05 mm a pixel: 400 px are 20 mm
+    assert measured["max_diameter_mm"] == pytest.approx(measured["max_diameter_px"] * 0.05, rel=0.02)
+    assert "DICOM" in measured["scale"]["source"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: dermoscopic_dicom(synthetic_lesion(150, 200)[0], sop_class="1.2.840.10008.5.1.4.1.1.2"), "CT Image"),
+    (lambda: dermoscopic_dicom(synthetic_lesion(150, 200)[0])[:400], "DICOM"),
+    (lambda: dermoscopic_dicom(synthetic_lesion(20, 20)[0], sop_class=VL_PHOTOGRAPHIC), "too small"),
+])
+def test_bad_dicom_is_a_clear_4xx(client, make, message):
+    response = post_api(client, make(), name="x.dcm")
+    assert 400 <= response.status_code < 500 and message in response.get_json()["error"], response.get_json()
+
+
+def test_deleting_a_patient_removes_their_rows_and_files(client, app):
+    visits = three_visits(client, "P-GONE")
+    engine = app.extensions["skinlesion"]
+    record = engine.visible(visits[0]["id"], None)
+    paths = [engine.file_path(record, kind) for kind in record["files"]]
+    assert all(p.is_file() for p in paths)
+    patient = engine.patients.find_patient("P-GONE", None)
+    assert page_post(client, f"/patients/{patient['id']}/delete").status_code == 303
+    assert not any(p.exists() for p in paths)
+    assert all(engine.visible(v["id"], None) is None for v in visits)
+    assert engine.patients.find_patient("P-GONE", None) is None
+    assert client.get(f"/lesions/{visits[0]['lesion_id']}").status_code == 404
