@@ -138,3 +138,31 @@ def test_deleting_a_patient_removes_their_rows_and_files(client, app):
     assert all(engine.visible(v["id"], None) is None for v in visits)
     assert engine.patients.find_patient("P-GONE", None) is None
     assert client.get(f"/lesions/{visits[0]['lesion_id']}").status_code == 404
+
+
+def test_confirmed_cases_export_for_calibration_and_the_agreement_report(client, app, tmp_path):
+    visits = three_visits(client, "P-AGREE")
+    page_post(client, f"/lesions/{visits[0]['lesion_id']}/diagnosis",
+              {"diagnosis": "nv", "method": "follow-up", "confirmed_on": "2026-11-01", "recorded_by": "Dr Bianchi"})
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["export-confirmed", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    exported = sorted(p.name for p in (tmp_path / "site" / "nv").iterdir())
+    assert exported == sorted(f"{v['id']}.jpg" for v in visits)  # under the folder of the confirmed class
+    rows = (tmp_path / "site" / "confirmed.csv").read_text().splitlines()
+    assert rows[0].startswith("image,analysis,lesion,dx") and len(rows) >= 4
+    report = json.loads(runner.invoke(args=["agreement", "--json"]).output)
+    nevi = report["recall_per_confirmed_class"]["nv"]
+    agreeing = sum(v["prediction"] == "nv" for v in visits)
+    assert (nevi["count"], nevi["of"]) == (agreeing, 3)  # only this patient's lesion was confirmed nv
+    low, high = nevi["interval_95"]
+    assert 0 <= low <= nevi["share"] <= high <= 1
+    text = runner.invoke(args=["agreement"]).output
+    assert "recall, confirmed nv" in text and "95% CI" in text
+
+
+def test_wilson_intervals_are_the_textbook_ones():
+    from skinlesion.agreement import wilson
+    low, high = wilson(8, 10)  # Wilson 1927 / Newcombe 1998: 0.490 to 0.943
+    assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
+    assert wilson(0, 0) == (None, None) and wilson(0, 5)[0] == 0.0
