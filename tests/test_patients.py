@@ -166,3 +166,29 @@ def test_wilson_intervals_are_the_textbook_ones():
     low, high = wilson(8, 10)  # Wilson 1927 / Newcombe 1998: 0.490 to 0.943
     assert (round(low, 3), round(high, 3)) == (0.490, 0.943)
     assert wilson(0, 0) == (None, None) and wilson(0, 5)[0] == 0.0
+
+
+def test_the_dicom_export_reads_back_with_the_same_patient_and_study(client):
+    import io
+    import zipfile
+
+    import pydicom
+    image = synthetic_lesion(300, 400, seed=9)[0]
+    data = dermoscopic_dicom(image, patient_id="P-PACS-EXPORT", study_uid="1.2.826.0.1.3680043.8.498.1234")
+    body = post_api(client, data, name="visit.dcm").get_json()
+    response = client.get(f"/analyses/{body['id']}/dicom")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    datasets = {name: pydicom.dcmread(io.BytesIO(archive.read(name))) for name in archive.namelist()}
+    assert {"image.dcm", "outline-seg.dcm", "findings-sr.dcm", "contour-sc.dcm", "gradcam-sc.dcm"} == set(datasets)
+    assert {d.PatientID for d in datasets.values()} == {"P-PACS-EXPORT"}
+    assert {d.StudyInstanceUID for d in datasets.values()} == {"1.2.826.0.1.3680043.8.498.1234"}
+    assert datasets["findings-sr.dcm"].SOPClassUID.name == "Comprehensive SR Storage"
+    findings = {item.ConceptNameCodeSequence[0].CodeMeaning: item for item in datasets["findings-sr.dcm"].ContentSequence}
+    assert findings["Referral flag"].TextValue == ("raised" if body["suspicious"] else "not raised")
+    assert "Not a diagnostic device" in findings["Disclaimer"].TextValue
+    seg = datasets["outline-seg.dcm"]  # the outline the tiny U-Net found, on the exported image
+    assert seg.SOPClassUID.name == "Segmentation Storage"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets["image.dcm"].SeriesInstanceUID
+    assert seg.pixel_array.shape == datasets["image.dcm"].pixel_array.shape[:2] and seg.pixel_array.any()
+    assert client.get("/analyses/nope/dicom").status_code == 404

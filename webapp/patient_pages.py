@@ -117,3 +117,44 @@ def _is_date(text):
         return date.fromisoformat(text) <= date.today()
     except ValueError:
         return False
+
+
+@blueprint.get("/analyses/<analysis_id>/dicom")
+def analysis_dicom(analysis_id):
+    """The analysis as DICOM objects of the patient's study, in one ZIP (skinlesion.dicom_export)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from flask import Response
+    from PIL import Image
+
+    from skinlesion.dicom import dicom_facts
+    from skinlesion.dicom_export import analysis_objects
+
+    record = engine().visible(analysis_id, current_owner())
+    if record is None:
+        abort(404)
+    found = record.get("lesion_id") and engine().visible_lesion(record["lesion_id"], current_owner())
+    patient = found[1] if found else None
+
+    def pixels(kind, mode):
+        path = engine().file_path(record, kind)
+        return np.asarray(Image.open(path).convert(mode)) if path and path.is_file() else None
+
+    original = pixels("original", "RGB")
+    if original is None:
+        abort(404)
+    mask = pixels("mask", "L")
+    upload = engine().file_path(record, "upload")
+    facts = dicom_facts(upload.read_bytes()) if upload and upload.is_file() else {}
+    overlays = {kind: image for kind in ("contour", "gradcam") if (image := pixels(kind, "RGB")) is not None}
+    objects = analysis_objects(record, original, None if mask is None else mask > 127, overlays,
+                               patient_id=patient["identifier"] if patient else facts.get("patient_id", ""),
+                               study_uid=facts.get("study_uid"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in objects.items():
+            archive.writestr(name, data)
+    return Response(buffer.getvalue(), mimetype="application/zip", headers={
+        "Content-Disposition": f"attachment; filename=lesion-lens-{record['id'][:8]}-dicom.zip"})
