@@ -251,8 +251,12 @@ def batch_path(server, browser):
 @pytest.fixture
 def pages_to_check(server, visits, batch_path):
     first, second = visits
+    lesion_id = json.loads(urllib.request.urlopen(f"{server}/api/analyses/{second}").read())["lesion_id"]
+    with urllib.request.urlopen(f"{server}/lesions/{lesion_id}") as response:
+        patient_path = re.search(r'href="(/patients/[0-9a-f]+)"', response.read().decode()).group(1)
     return {"upload": "/", "result": f"/analyses/{second}", "history": "/history",
-            "compare": f"/compare?a={first}&b={second}", "batch": batch_path, "not found": "/nowhere"}
+            "compare": f"/compare?a={first}&b={second}", "batch": batch_path, "not found": "/nowhere",
+            "patients": "/patients", "patient": patient_path, "lesion": f"/lesions/{lesion_id}"}
 
 
 def test_no_page_scrolls_sideways_on_a_phone(server, browser, visits, pages_to_check):
@@ -506,3 +510,53 @@ def test_states_outlines_and_units_in_every_place_on_desktop_and_phone(live, bro
         page.goto(f"{url}/compare?a={first}&b={second}")
         assert page.locator(".compare-verdict .reliability").count() == 2
         page.close()
+
+
+def test_a_clinician_follows_one_lesion_over_three_visits(server, browser):
+    """Issue 31: a new patient's lesion marked on the body map, two follow-ups from its page,
+    the timeline of three visits, a compare of two of them, and the confirmed diagnosis
+    beside the reading; on a desktop and on a phone (screenshots in test-artifacts/)."""
+    examples = sorted(EXAMPLES.glob("*.jpg"))
+    page = browser.new_page(viewport=DESKTOP)
+    page.goto(server + "/")
+    page.fill("input[name=patient]", "P-BROWSER-31")
+    page.select_option("select[name=lesion]", "new")
+    page.click("summary:has-text('Mark it on the body map')")
+    page.click("svg[data-view=back] rect[data-site=back]")
+    assert page.input_value("select[name=site]") == "back" and page.input_value("input[name=map_view]") == "back"
+    page.set_input_files("input[type=file]", str(examples[0]))
+    page.click("#analyse-button")
+    page.wait_for_url("**/analyses/*", timeout=120000)
+    page.click("#visit-of a:nth-of-type(2)")  # the lesion's page
+    for example in examples[1:3]:
+        page.click("#add-visit")
+        assert page.input_value("input[name=patient]") == "P-BROWSER-31"
+        page.set_input_files("input[type=file]", str(example))
+        page.click("#analyse-button")
+        page.wait_for_url("**/analyses/*", timeout=120000)
+        page.click("#visit-of a:nth-of-type(2)")
+    assert page.locator("#timeline tbody tr").count() == 3
+    assert page.inner_text("#lesion-heading") == "Lesion 1: Back"
+    page.click("summary:has-text('Record the confirmed diagnosis')")
+    page.select_option("select[name=diagnosis]", "nv")
+    page.select_option("select[name=method]", "follow-up")
+    page.fill("input[name=recorded_by]", "Dr Rossi")
+    page.click(".diagnosis-form button[type=submit]")
+    assert page.inner_text("#confirmed-diagnosis") == "Melanocytic nevus"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lesion_desktop.png"), full_page=True)
+    page.click("#compare-button")  # the two newest visits, preselected
+    assert "What changed" in page.inner_text("main")
+    page.go_back()
+    page.click("#timeline tbody tr:first-child td[data-label=Reading] a")
+    assert page.inner_text("#confirmed-beside").startswith("Confirmed: Melanocytic nevus")
+    phone = browser.new_page(viewport=PHONE)
+    phone.goto(page.url)
+    phone.click("#visit-of a:nth-of-type(2)")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.screenshot(path=str(ARTIFACTS / "lesion_phone.png"), full_page=True)
+    phone.click("#visit-of a, a:has-text('Patient P-BROWSER-31')")
+    assert phone.locator("#lesions tbody tr").count() == 1
+    assert phone.locator("svg[data-view=back] .mark").count() == 1
+    page.close()
+    phone.close()

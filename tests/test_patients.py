@@ -1,4 +1,5 @@
-"""Patients, lesions over visits, confirmed diagnoses, FHIR out and DICOM in (issue 31)."""
+"""Patients, lesions over visits, confirmed diagnoses, FHIR out and DICOM in and out (issue 31)."""
+import io
 import json
 
 import pytest
@@ -192,3 +193,78 @@ def test_the_dicom_export_reads_back_with_the_same_patient_and_study(client):
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets["image.dcm"].SeriesInstanceUID
     assert seg.pixel_array.shape == datasets["image.dcm"].pixel_array.shape[:2] and seg.pixel_array.any()
     assert client.get("/analyses/nope/dicom").status_code == 404
+
+
+def test_history_names_each_visits_patient_and_lesion_and_finds_them(client):
+    visits = three_visits(client, "P-HIST-5")
+    page = client.get("/history?case=HIST-5").data.decode()
+    assert all(v["id"] in page for v in visits) and page.count(">P-HIST-5</a> · <a") == 3
+
+
+def test_a_patient_is_seen_only_by_the_account_that_made_it(tiny_models, tmp_path):
+    """Accounts on: bob neither sees nor reaches alice's patient by any page, export or the
+    lookup, and a patient identifier of the same text is a patient of his own."""
+    from test_security import PASSWORD, basic, login, make_app
+    app = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0")
+    for name in ("alice", "bob"):
+        assert app.test_cli_runner().invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
+    client = app.test_client()
+    form = {"image": (io.BytesIO(jpeg_bytes()), "a.jpg"), "patient": "P-SHARED", "lesion": "new",
+            "site": "back"}
+    alice = client.post("/api/analyze", data=form, headers=basic("alice")).get_json()
+    lesion_id = alice["lesion_id"]
+    patient_id = app.extensions["skinlesion"].patients.lesion(lesion_id)["patient_id"]
+    as_bob = basic("bob")
+    for path in (f"/api/lesions/{lesion_id}/fhir", f"/api/analyses/{alice['id']}/fhir"):
+        assert client.get(path, headers=as_bob).status_code == 404, path
+        assert client.get(path, headers=basic("alice")).status_code == 200, path
+    pages = {name: app.test_client() for name in ("alice", "bob")}
+    for name, browser in pages.items():
+        assert login(browser, name).status_code == 303
+    for path in (f"/patients/{patient_id}", f"/lesions/{lesion_id}", f"/analyses/{alice['id']}/dicom"):
+        assert pages["bob"].get(path).status_code == 404, path
+        assert pages["alice"].get(path).status_code == 200, path
+    assert "P-SHARED" not in pages["bob"].get("/patients").data.decode()
+    assert "P-SHARED" in pages["alice"].get("/patients").data.decode()
+    assert page_post(pages["bob"], f"/patients/{patient_id}/delete").status_code == 404
+    assert client.get("/api/patients/lesions?identifier=P-SHARED", headers=as_bob).get_json()["lesions"] == []
+    forged = {"image": (io.BytesIO(jpeg_bytes()), "b.jpg"), "patient": "P-SHARED", "lesion": lesion_id}
+    refused = client.post("/api/analyze", data=forged, headers=as_bob)
+    assert refused.status_code == 400 and "not yours" in refused.get_json()["error"]
+    own = {"image": (io.BytesIO(jpeg_bytes()), "c.jpg"), "patient": "P-SHARED"}
+    bobs = client.post("/api/analyze", data=own, headers=as_bob).get_json()
+    assert bobs["lesion_id"] != lesion_id  # his own patient P-SHARED, with a lesion of its own
+
+
+from test_postgres import database, postgres_server, postgres_url  # noqa: E402,F401 (fixtures)
+
+
+def test_the_patient_store_on_both_databases(database):  # noqa: F811
+    """Lists with counts, the confirmed visits' join, places, and deleting a patient with
+    everything of theirs, on SQLite and PostgreSQL alike."""
+    from test_postgres import record
+    from webapp import db
+    from webapp.patients import PatientStore
+    from webapp.store import Store
+    engine = db.connect(database)
+    store, patients = Store(database, engine), PatientStore(engine)
+    first = patients.find_or_add_patient("P-DB", "acct-a")
+    assert patients.find_or_add_patient("P-DB", "acct-a")["id"] == first["id"]
+    assert patients.find_or_add_patient("P-DB", "acct-b")["id"] != first["id"]
+    lesion = patients.add_lesion(first["id"], site="forearm", laterality="left", view="front", x=0.7, y=0.4)
+    other = patients.add_lesion(first["id"])
+    assert (lesion["label"], other["label"]) == ("Lesion 1", "Lesion 2")
+    for index, lesion_id in enumerate([lesion["id"], lesion["id"], other["id"]]):
+        store.add(record(f"v{index}", owner="acct-a", created=f"2026-0{index + 1}-01T00:00:00+00:00") | {"lesion_id": lesion_id})
+    patients.add_diagnosis(lesion["id"], "nv", "follow-up", "2026-05-01", "Dr A")
+    patients.add_diagnosis(lesion["id"], "mel", "histopathology", "2026-06-01", "Dr B")  # the newest holds
+    confirmed = patients.confirmed_visits(owner="acct-a")
+    assert [(r["id"], c["diagnosis"]) for r, c in confirmed] == [("v0", "mel"), ("v1", "mel")]
+    listed = patients.patients(owner="acct-a")
+    assert [(p["identifier"], p["lesions"], p["visits"]) for p in listed] == [("P-DB", 2, 3)]
+    assert patients.places(["x", lesion["id"]])[lesion["id"]][1]["identifier"] == "P-DB"
+    files = patients.delete_patient(first["id"])
+    assert sorted(f["upload"] for f in files) == ["v0.upload", "v1.upload", "v2.upload"]
+    assert store.get("v0") is None and patients.lesion(lesion["id"]) is None
+    assert patients.diagnosis(lesion["id"]) is None and patients.patient(first["id"]) is None
+    assert patients.find_patient("P-DB", "acct-b") is not None  # another account's patient stays

@@ -181,7 +181,8 @@ def history():
     page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
     records = engine().visible_list(current_owner(), case or None, limit=HISTORY_PAGE_SIZE,
                                     offset=(page - 1) * HISTORY_PAGE_SIZE)
-    return render_template("history.html", records=records, case=case, names=DISPLAY_NAMES,
+    places = engine().patients.places(r.get("lesion_id") for r in records)
+    return render_template("history.html", records=records, case=case, names=DISPLAY_NAMES, places=places,
                            task_labels=TASK_LABELS, page=page, pages=pages, total=total)
 
 

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
 from . import db
 
@@ -120,11 +120,15 @@ def now():
 
 
 def _filters(case_ref, owner):
-    """Conditions for a case-reference substring and an owner."""
+    """Conditions for a substring of the case reference or patient identifier, and an owner."""
     conditions = []
     if case_ref:
         escaped = case_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(db.analyses.c.case_ref.ilike(f"%{escaped}%", escape="\\"))
+        pattern = f"%{escaped}%"
+        of_patients = (select(db.lesions.c.id).join(db.patients, db.patients.c.id == db.lesions.c.patient_id)
+                       .where(db.patients.c.identifier.ilike(pattern, escape="\\")))
+        conditions.append(or_(db.analyses.c.case_ref.ilike(pattern, escape="\\"),
+                              db.analyses.c.lesion_id.in_(of_patients)))
     if owner is not None:
         conditions.append(db.analyses.c.owner == owner)
     return conditions
