@@ -18,6 +18,7 @@ from .reliability import NotDermoscopyError, Reliability, calibrated_probabiliti
 from .runtime import SERVING_RUNTIME
 from .scale import in_millimetres, scale_of
 from .segment import load_segmenter
+from .similar import Gallery, gallery_file
 
 # Images are analysed with their longer side at most this: the models see 256 px or less,
 # the page shows ~800 (1,024 enlarged), and the work of every step that is not a model
@@ -53,6 +54,7 @@ class Analysis:
     saliency: np.ndarray | None = None
     gradcam_empty: bool = False
     warnings: list = field(default_factory=list)
+    similar: list | None = None  # the nearest reference cases (skinlesion.similar); None: no gallery
 
     def summary(self):
         """Everything but the arrays, JSON-ready: the one form an analysis takes outside
@@ -69,6 +71,7 @@ class Analysis:
                            "area_fraction": round(float(self.mask.mean()), 6),
                            "measurements": self.measurements},
                 "gradcam_empty": self.gradcam_empty, "warnings": list(self.warnings),
+                "similar": self.similar,
                 "models": self.model_versions,
                 "image_size": {"height": int(self.image.shape[0]), "width": int(self.image.shape[1])},
                 "original_size": self.original_size}
@@ -99,6 +102,8 @@ class Analyzer:
         # once: the cards do not change while loaded (hashing one takes about half a millisecond)
         self._versions = {"segmenter": model_version(self.segmenter.card),
                           **{task: model_version(c.card) for task, c in self.classifiers.items()}}
+        self.galleries = {task: Gallery.load(path, c.card["sha256"]) for task, c in self.classifiers.items()
+                          if (path := models_dir / gallery_file(task)).is_file()}
         if calibration:
             self.calibrate(calibration)
 
@@ -191,6 +196,8 @@ class Analyzer:
         reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons,
                                ood_score, segmentation.reason)
         warnings = [] if reliability.state == "confident" else [reliability.message]
+        gallery = self.galleries.get(task)
+        similar = gallery.nearest(features) if gallery is not None and segmentation.found else None
         return Analysis(
             task=task, image=image, original_size=original_size, mask=segmentation.outline,
             lesion_found=segmentation.found,
@@ -205,4 +212,4 @@ class Analyzer:
             measurements=measurements,
             model_versions={"segmenter": self._versions["segmenter"], "classifier": self._versions[task]},
             gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
-            gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings)
+            gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings, similar=similar)

@@ -45,7 +45,7 @@ def summary_columns(codes):
     return (["prediction"] + [f"p_{code}" for code in codes]
             + ["malignant_probability", "suspicious", "lesion_found", "lesion_area_fraction",
                "reliability", "ood_score", "unusual_image", "uncertain"]
-            + ["outline_reliable"] + list(SIZE_COLUMNS) + ["scale_source"])
+            + ["outline_reliable"] + list(SIZE_COLUMNS) + ["scale_source", "similar_cases"])
 
 
 # The lesion's sizes in a table: pixels always, millimetres only where the image's scale is known.
@@ -63,7 +63,8 @@ def summary_values(summary, codes):
                int(summary["lesion"]["found"]), f"{summary['lesion'].get('area_fraction', 0.0):.6f}",
                reliability.get("state", ""), "" if score is None else f"{score:.4f}",
                int(bool(reliability.get("unusual_image"))), int(bool(reliability.get("uncertain")))]
-            + _lesion_values(summary["lesion"]))
+            + _lesion_values(summary["lesion"])
+            + [";".join(f"{case['image_id']}:{case['dx']}" for case in summary.get("similar") or [])])
 
 
 def _lesion_values(lesion):

@@ -96,6 +96,11 @@ def analysis_resources(record, subject, body_structure, image_url):
     verdict = verdict_of(summary, record["suspicious"])
     observations.append(_observation("Reliability of the reading", subject, focus, by, effective,
                                      valueCodeableConcept={"text": verdict.state or "not assessed"}))
+    if summary.get("similar"):  # the reference cases shown beside the reading, nearest first
+        observations.append(_observation(
+            "Similar confirmed cases (reference gallery: image id, confirmed diagnosis, cosine similarity)",
+            subject, focus, by, effective, valueString="; ".join(
+                f"{case['image_id']} {case['dx']} {case['similarity']:.3f}" for case in summary["similar"])))
     segmenter = devices.get("segmenter")
     observations += _measurements(record["lesion"], subject, focus, _ref(segmenter) if segmenter else None, effective)
     media = [Media(id=_uuid(f"{record['id']}:{kind}"), status="completed", subject=subject,
