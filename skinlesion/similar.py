@@ -52,8 +52,11 @@ class Gallery:
         if len(self.cases) == 0:
             return []
         similarity = self.features @ normalised(np.asarray(features, np.float32)[None])[0]
+        # Only the best few need sorting: k, and room for the few a query excludes.
+        best = min(len(similarity), k + 8 + len(exclude_lesions))
+        candidates = np.argpartition(-similarity, best - 1)[:best]
         shown = []
-        for index in np.argsort(-similarity):
+        for index in candidates[np.argsort(-similarity[candidates])]:
             case = self.cases[int(index)]
             if similarity[index] >= SAME_IMAGE or case.get("lesion_id") in exclude_lesions:
                 continue

@@ -87,3 +87,38 @@ def test_the_result_page_shows_the_neighbours_and_the_api_carries_them(tiny_mode
     texts = [e.resource.valueString for e in bundle.entry if e.resource.get_resource_type() == "Observation"
              and e.resource.valueString]
     assert texts and texts[0].startswith(shown[0])
+
+
+def test_the_gallery_takes_one_image_per_lesion_and_only_known_licences():
+    from pathlib import Path
+
+    from skinlesion.datasets import Sample
+    from training.build_gallery import choose_cases
+    samples = [Sample(Path(f"ISIC_{i}.jpg"), "nv", group, source=source)
+               for i, (group, source) in enumerate([("L1", "ham10000"), ("L1", "ham10000"), ("L2", "ham10000"),
+                                                    ("A1", "isic_acral"), ("A2", "isic_acral"), ("S1", "isic2017")])]
+    licences = {"isic_acral": {"ISIC_3": ("Imperial College London", "CC-BY")}}
+    chosen = choose_cases(samples, ("nv",), 10, licences)
+    assert sorted(s.group for s, *_ in chosen) == ["A1", "L1", "L2"]  # no A2 (no licence), no ISIC 2017
+    assert [licence for s, _, licence in chosen if s.group == "A1"] == ["CC-BY"]
+
+
+def test_the_shipped_gallery_holds_no_validation_lesion_and_fits_its_budget():
+    """Held-out lesions (each source's validation split) can never retrieve themselves."""
+    from pathlib import Path
+
+    from conftest import ROOT
+    from skinlesion.datasets import split_sources
+    shared = ROOT.parent / "shared" / "data"
+    path = ROOT / "models" / "gallery_7class.npz"
+    if not path.is_file() or not shared.is_dir():
+        pytest.skip("needs the shipped gallery and ../shared")
+    card = json.loads((ROOT / "models" / "classifier_7class.json").read_text())
+    gallery = Gallery.load(path, card["sha256"])
+    folders = [shared / "ham10000", shared / "isic_acral"]
+    classes = tuple(c["code"] for c in card["classes"])
+    _, val = split_sources(folders, classes, card["split"]["val_fraction"], card["split"]["seed"])
+    assert not {c["lesion_id"] for c in gallery.cases} & {s.group for s in val}
+    assert not {c["image_id"] for c in gallery.cases} & {Path(s.image).stem for s in val}
+    thumbs = sum((ROOT / "static" / "gallery" / c["thumb"]).stat().st_size for c in gallery.cases)
+    assert thumbs + path.stat().st_size < 15 * 2**20

@@ -39,7 +39,9 @@ THUMB_SIDE = 192
 THUMB_QUALITY = 80
 K = 8
 SEED = 0
-LICENCES = {"ham10000": "CC BY-NC 4.0"}  # whole-set licences; isic_acral's are per image
+# Whole-set licences and the short attribution shown under each case (the page cites the set in
+# full once); isic_acral's come per image from its labels.csv.
+LICENCES = {"ham10000": ("HAM10000 (Tschandl et al. 2018)", "CC BY-NC 4.0")}
 
 
 def parse_args(argv=None):
@@ -71,7 +73,6 @@ def per_image_licences(folder):
 def choose_cases(train, classes, per_class_source, licences, seed=SEED):
     """One image per lesion, at most per_class_source lesions of each (source, class), only
     with a known licence: [(sample, attribution, licence)]."""
-    from skinlesion.datasets import citation
     rng = np.random.default_rng(seed)
     by_key = defaultdict(dict)
     for sample in train:
@@ -79,7 +80,7 @@ def choose_cases(train, classes, per_class_source, licences, seed=SEED):
             continue
         image_id = Path(sample.image).stem
         if sample.source in LICENCES:
-            known = (citation(sample.source), LICENCES[sample.source])
+            known = LICENCES[sample.source]
         else:
             known = licences.get(sample.source, {}).get(image_id)
         if known:
