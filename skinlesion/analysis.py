@@ -55,6 +55,7 @@ class Analysis:
     gradcam_empty: bool = False
     warnings: list = field(default_factory=list)
     similar: list | None = None  # the nearest reference cases (skinlesion.similar); None: no gallery
+    features: np.ndarray | None = None  # the classifier's pooled features of the crop (not in the summary)
 
     def summary(self):
         """Everything but the arrays, JSON-ready: the one form an analysis takes outside
@@ -212,4 +213,5 @@ class Analyzer:
             measurements=measurements,
             model_versions={"segmenter": self._versions["segmenter"], "classifier": self._versions[task]},
             gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
-            gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings, similar=similar)
+            gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings, similar=similar,
+            features=features if segmentation.found else None)

@@ -268,3 +268,39 @@ def test_the_patient_store_on_both_databases(database):  # noqa: F811
     assert store.get("v0") is None and patients.lesion(lesion["id"]) is None
     assert patients.diagnosis(lesion["id"]) is None and patients.patient(first["id"]) is None
     assert patients.find_patient("P-DB", "acct-b") is not None  # another account's patient stays
+
+
+def test_the_clinics_confirmed_cases_show_beside_a_new_reading_to_their_owner_only(tiny_models, tmp_path):
+    """Issue 32 (b): a confirmed lesion of this clinic is offered as a similar case for another
+    lesion's reading; never for its own lesion, never to another account."""
+    from test_security import PASSWORD, basic, login, make_app
+    app = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0")
+    for name in ("alice", "bob"):
+        assert app.test_cli_runner().invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
+    client = app.test_client()
+
+    def upload(user, seed, **fields):
+        data = {"image": (io.BytesIO(jpeg_bytes(seed=seed)), "a.jpg"), **fields}
+        return client.post("/api/analyze", data=data, headers=basic(user)).get_json()
+
+    first = upload("alice", 1, patient="P-C1")
+    engine = app.extensions["skinlesion"]
+    engine.patients.add_diagnosis(first["lesion_id"], "mel", "histopathology", "2026-11-30", "Dr A")
+    second = upload("alice", 2, patient="P-C1")  # the confirmed lesion's next visit
+    other = upload("alice", 3, patient="P-C2")
+    bobs = upload("bob", 3, patient="P-C9")
+    record = engine.store.get(other["id"])
+    shown = {case["analysis_id"] for case in engine.clinic_similar(record, record["owner"])}
+    assert shown == {first["id"], second["id"]}  # both visits of the confirmed lesion
+    own = engine.store.get(second["id"])
+    assert engine.clinic_similar(own, own["owner"]) == []  # never its own lesion
+    bob_record = engine.store.get(bobs["id"])
+    assert engine.clinic_similar(bob_record, bob_record["owner"]) == []  # alice's cases are hers
+    pages = {name: app.test_client() for name in ("alice", "bob")}
+    for name, browser in pages.items():
+        login(browser, name)
+    alice_page = pages["alice"].get(f"/analyses/{other['id']}").data.decode()
+    assert 'id="clinic-similar"' in alice_page and f"/analyses/{first['id']}" in alice_page
+    assert 'id="clinic-similar"' not in pages["bob"].get(f"/analyses/{bobs['id']}").data.decode()
+    engine.delete(engine.store.get(first["id"]))  # a deleted analysis takes its features along
+    assert engine.patients.features_of(first["id"]) is None

@@ -12,8 +12,8 @@ place, once, whichever host starts first. A change to a table here needs a migra
 import os
 from pathlib import Path
 
-from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        create_engine, event, inspect, select, text)
+from sqlalchemy import (Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table,
+                        Text, create_engine, event, inspect, select, text)
 from sqlalchemy.exc import DatabaseError, IntegrityError  # noqa: F401 (re-exported)
 
 metadata = MetaData()
@@ -68,6 +68,15 @@ lesions = Table(
     Column("map_y", Float),
     Column("created", String(40), nullable=False),
     Index("lesions_patient", "patient_id"),
+)
+
+# The classifier's pooled features of an analysis' lesion crop (float16, unit length), and which
+# model made them: the clinic's confirmed cases are searched by them (skinlesion.similar).
+analysis_features = Table(
+    "analysis_features", metadata,
+    Column("analysis_id", String(64), ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True),
+    Column("model_sha256", String(64), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
 )
 
 # A lesion's final diagnosis as a clinician recorded it; the newest row is the one that holds.

@@ -187,10 +187,13 @@ class Engine:
             case_ref=(case_ref or "").strip() or None, note=(note or "").strip() or None,
             owner=owner, lesion_id=lesion_id)
         try:
-            return self.store.add(record)
+            stored = self.store.add(record)
         except Exception:
             self.remove_files(files)
             raise
+        if result.features is not None:  # for the clinic's own similar confirmed cases
+            self.patients.add_features(analysis_id, self.analyzer.classifier(task).card["sha256"], result.features)
+        return stored
 
     def lesion_of_visit(self, visit, owner, data=b""):
         """The lesion an upload is a visit of: the one named, or the patient's (made if new).
@@ -218,6 +221,16 @@ class Engine:
         except ValueError as error:
             raise VisitError(str(error)) from None
         return lesion["id"]
+
+    def clinic_similar(self, record, user, k=8):
+        """The clinic's confirmed visits nearest to this analysis (never of its own lesion),
+        those this user may see; [] when none or the analysis kept no features."""
+        found = self.patients.features_of(record["id"])
+        if found is None:
+            return []
+        model_sha256, vector = found
+        gallery = self.patients.confirmed_gallery(model_sha256, self._owner_filter(user), record.get("lesion_id"))
+        return gallery.nearest(vector, k=k)
 
     def visible_patient(self, patient_id, user):
         patient = self.patients.patient(patient_id)

@@ -109,6 +109,7 @@ def render_result(record, pdf=False, small_images=False):
                            same_case=[] if pdf else _same_case(record, lesion), report=report, pdf=pdf,
                            lesion=lesion, patient=patient,
                            confirmed=engine().patients.diagnosis(lesion["id"]) if lesion else None,
+                           clinic_similar=[] if pdf else engine().clinic_similar(record, current_owner()),
                            small_images=small_images)
 
 

@@ -7,10 +7,13 @@ a lesion and its diagnoses are its patient's.
 import json
 import uuid
 
+import numpy as np
+
 from sqlalchemy import delete, func, select
 
 from skinlesion.body_sites import check_site
 from skinlesion.classes import DISPLAY_NAMES
+from skinlesion.similar import normalised
 
 from . import db
 from .store import _decode, now
@@ -74,6 +77,8 @@ class PatientStore:
         with self.engine.begin() as connection:
             files = [json.loads(f) for (f,) in connection.execute(
                 select(db.analyses.c.files).where(db.analyses.c.lesion_id.in_(lesion_ids)))]
+            visit_ids = select(db.analyses.c.id).where(db.analyses.c.lesion_id.in_(lesion_ids))
+            connection.execute(delete(db.analysis_features).where(db.analysis_features.c.analysis_id.in_(visit_ids)))
             connection.execute(delete(db.analyses).where(db.analyses.c.lesion_id.in_(lesion_ids)))
             connection.execute(delete(db.diagnoses).where(db.diagnoses.c.lesion_id.in_(lesion_ids)))
             connection.execute(delete(db.lesions).where(db.lesions.c.patient_id == patient_id))
@@ -156,6 +161,47 @@ class PatientStore:
         return [(_decode({k: v for k, v in row.items() if k not in confirmed}),
                  {"diagnosis": row["confirmed_diagnosis"], "method": row["confirmed_method"],
                   "confirmed_on": row["confirmed_on"]}) for row in rows]
+
+
+    # Features of analyses, for the clinic's own similar cases
+    def add_features(self, analysis_id, model_sha256, vector):
+        with self.engine.begin() as connection:
+            connection.execute(db.analysis_features.insert().values(
+                analysis_id=analysis_id, model_sha256=model_sha256,
+                vector=normalised(np.asarray(vector, np.float32)[None])[0].astype(np.float16).tobytes()))
+
+    def features_of(self, analysis_id):
+        """(model sha256, unit vector) of an analysis, or None."""
+        query = select(db.analysis_features).where(db.analysis_features.c.analysis_id == analysis_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return (row["model_sha256"], np.frombuffer(row["vector"], np.float16).astype(np.float32)) if row else None
+
+    def confirmed_gallery(self, model_sha256, owner=None, leave_out_lesion=None):
+        """The clinic's confirmed visits made by that model, as a skinlesion.similar.Gallery
+        (brute force: fine to about 100,000 cases; beyond, PostgreSQL's pgvector would index them)."""
+        from skinlesion.similar import Gallery
+        newest = (select(db.diagnoses.c.lesion_id, func.max(db.diagnoses.c.created).label("created"))
+                  .group_by(db.diagnoses.c.lesion_id).subquery())
+        holding = (select(db.diagnoses.c.lesion_id, db.diagnoses.c.diagnosis, db.diagnoses.c.method)
+                   .join(newest, (newest.c.lesion_id == db.diagnoses.c.lesion_id)
+                         & (newest.c.created == db.diagnoses.c.created)).subquery())
+        query = (select(db.analyses.c.id, db.analyses.c.lesion_id, db.analyses.c.created, db.analyses.c.files,
+                        holding.c.diagnosis, holding.c.method, db.analysis_features.c.vector)
+                 .join(holding, holding.c.lesion_id == db.analyses.c.lesion_id)
+                 .join(db.analysis_features, db.analysis_features.c.analysis_id == db.analyses.c.id)
+                 .where(db.analysis_features.c.model_sha256 == model_sha256))
+        if owner is not None:
+            query = query.where(db.analyses.c.owner == owner)
+        if leave_out_lesion:
+            query = query.where(db.analyses.c.lesion_id != leave_out_lesion)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        cases = [{"analysis_id": row["id"], "lesion_id": row["lesion_id"], "dx": row["diagnosis"],
+                  "method": row["method"], "created": row["created"], "source": "this clinic"} for row in rows]
+        vectors = [np.frombuffer(row["vector"], np.float16).astype(np.float32) for row in rows]
+        features = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
+        return Gallery(features, cases, {"model_sha256": model_sha256})
 
 
 def _owned(table, owner):

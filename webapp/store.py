@@ -69,6 +69,7 @@ class Store:
         """Removes the row; the count tells the caller whether it was this call that did
         (two hosts deleting at once: only one of them goes on to remove the files)."""
         with self.engine.begin() as connection:
+            connection.execute(delete(db.analysis_features).where(db.analysis_features.c.analysis_id == analysis_id))
             return connection.execute(delete(db.analyses).where(db.analyses.c.id == analysis_id)).rowcount
 
     def older_than(self, cutoff_iso):
