@@ -145,10 +145,7 @@ class PatientStore:
 
     def confirmed_visits(self, owner=None):
         """(analysis, diagnosis that holds) for every visit of a lesion with a confirmed diagnosis."""
-        newest = (select(db.diagnoses.c.lesion_id, func.max(db.diagnoses.c.created).label("created"))
-                  .group_by(db.diagnoses.c.lesion_id).subquery())
-        holding = (select(db.diagnoses).join(newest, (newest.c.lesion_id == db.diagnoses.c.lesion_id)
-                                             & (newest.c.created == db.diagnoses.c.created)).subquery())
+        holding = _holding_diagnoses()
         query = (select(db.analyses, holding.c.diagnosis.label("confirmed_diagnosis"),
                         holding.c.method.label("confirmed_method"), holding.c.confirmed_on.label("confirmed_on"))
                  .join(holding, holding.c.lesion_id == db.analyses.c.lesion_id)
@@ -181,11 +178,7 @@ class PatientStore:
         """The clinic's confirmed visits made by that model, as a skinlesion.similar.Gallery
         (brute force: fine to about 100,000 cases; beyond, PostgreSQL's pgvector would index them)."""
         from skinlesion.similar import Gallery
-        newest = (select(db.diagnoses.c.lesion_id, func.max(db.diagnoses.c.created).label("created"))
-                  .group_by(db.diagnoses.c.lesion_id).subquery())
-        holding = (select(db.diagnoses.c.lesion_id, db.diagnoses.c.diagnosis, db.diagnoses.c.method)
-                   .join(newest, (newest.c.lesion_id == db.diagnoses.c.lesion_id)
-                         & (newest.c.created == db.diagnoses.c.created)).subquery())
+        holding = _holding_diagnoses()
         query = (select(db.analyses.c.id, db.analyses.c.lesion_id, db.analyses.c.created, db.analyses.c.files,
                         holding.c.diagnosis, holding.c.method, db.analysis_features.c.vector)
                  .join(holding, holding.c.lesion_id == db.analyses.c.lesion_id)
@@ -202,6 +195,14 @@ class PatientStore:
         vectors = [np.frombuffer(row["vector"], np.float16).astype(np.float32) for row in rows]
         features = np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
         return Gallery(features, cases, {"model_sha256": model_sha256})
+
+
+def _holding_diagnoses():
+    """A subquery of the diagnosis that holds for each confirmed lesion: its newest row."""
+    newest = (select(db.diagnoses.c.lesion_id, func.max(db.diagnoses.c.created).label("created"))
+              .group_by(db.diagnoses.c.lesion_id).subquery())
+    return (select(db.diagnoses).join(newest, (newest.c.lesion_id == db.diagnoses.c.lesion_id)
+                                      & (newest.c.created == db.diagnoses.c.created)).subquery())
 
 
 def _owned(table, owner):
