@@ -91,7 +91,7 @@ def test_upload_through_the_page(server, page):
     page.goto(server + "/")
     assert "Not a diagnostic device" in page.inner_text("body")
     page.set_input_files("#image-input", str(example))
-    page.fill("input[name=case]", "BROWSER-1")
+    page.fill("input[name=patient]", "BROWSER-1")
     page.check('input[name=task][value="7class"]')
     page.click("#analyse-button")
     page.wait_for_selector("#verdict", timeout=120_000)
@@ -182,12 +182,13 @@ def test_images_enlarge_with_overlay_controls_and_a_colour_key(server, page, vis
 def test_examples_use_the_classifier_case_and_note_of_the_form(server, page):
     page.goto(server + "/")
     page.check('input[name=task][value="3class"]')
-    page.fill("input[name=case]", "EXAMPLE-CASE")
+    page.fill("input[name=patient]", "EXAMPLE-CASE")
     page.fill("textarea[name=note]", "clicked an example")
     page.click("button.example >> nth=0")
     page.wait_for_selector("#verdict", timeout=120_000)
     details = page.inner_text(".details")
-    assert "3 classes" in details and "EXAMPLE-CASE" in details and "clicked an example" in details
+    assert "3 classes" in details and "clicked an example" in details
+    assert "Patient EXAMPLE-CASE" in page.inner_text("#visit-of")
     assert page.locator("td.pct").count() == 3
 
 
@@ -553,7 +554,10 @@ def test_a_clinician_follows_one_lesion_over_three_visits(server, browser):
     phone = browser.new_page(viewport=PHONE)
     phone.goto(page.url)
     phone.click("#visit-of a:nth-of-type(2)")
-    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.wait_for_load_state("networkidle")
+    wide = phone.evaluate("""() => [...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > 392)
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 60))""")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], wide
     phone.screenshot(path=str(ARTIFACTS / "lesion_phone.png"), full_page=True)
     phone.click("#visit-of a, a:has-text('Patient P-BROWSER-31')")
     assert phone.locator("#lesions tbody tr").count() == 1
