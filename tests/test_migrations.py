@@ -3,7 +3,6 @@ made by the release before patients and lesions (its case references become pati
 import json
 import sqlite3
 
-import pytest
 from sqlalchemy import create_engine, inspect, select, text
 
 from test_postgres import database, postgres_server, postgres_url  # noqa: F401 (fixtures)
@@ -50,11 +49,11 @@ def insert_rows(connection):
              "files": json.dumps({"upload": f"{analysis_id}.upload"})})
 
 
-def made_by_the_release_before(database):
+def made_by_the_release_before(target):
     """A database as the release before Alembic left it, with five analyses."""
-    if str(database).startswith("postgresql"):
+    if str(target).startswith("postgresql"):
         # The same schema by that release's own route: its tables, then schema_version 2.
-        engine = create_engine(db.database_url(database))
+        engine = create_engine(db.database_url(target))
         with engine.begin() as connection:
             for statement in SCHEMA_BEFORE_PATIENTS.split(";"):
                 if statement.strip():
@@ -62,9 +61,9 @@ def made_by_the_release_before(database):
             insert_rows(connection)
         engine.dispose()
         return
-    with sqlite3.connect(database) as connection:
+    with sqlite3.connect(target) as connection:
         connection.executescript(SCHEMA_BEFORE_PATIENTS)
-    engine = create_engine(db.database_url(database))
+    engine = create_engine(db.database_url(target))
     with engine.begin() as connection:
         insert_rows(connection)
     engine.dispose()

@@ -3,7 +3,6 @@ or the image's own plausible resolution tags; pixels, said as such, otherwise.""
 import io
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 

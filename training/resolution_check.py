@@ -93,7 +93,6 @@ def main(argv=None):
               "measured_by": "python -m training.resolution_check", "minutes": round((time.time() - started) / 60, 1)}
     print(f"largest change from the stored copy: {largest} (bounds {BOUNDS})", flush=True)
     if args.write:
-        import json
         card = read_card(args.model)
         card["resolution_robustness"] = record
         save_card(args.model, card)
