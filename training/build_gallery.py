@@ -21,6 +21,7 @@ import csv
 import json
 import sys
 import time
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -73,7 +74,6 @@ def per_image_licences(folder):
 def choose_cases(train, classes, per_class_source, licences, seed=SEED):
     """One image per lesion, at most per_class_source lesions of each (source, class), only
     with a known licence: [(sample, attribution, licence)]."""
-    rng = np.random.default_rng(seed)
     by_key = defaultdict(dict)
     for sample in train:
         if sample.label not in classes:
@@ -88,6 +88,9 @@ def choose_cases(train, classes, per_class_source, licences, seed=SEED):
     chosen = []
     for key in sorted(by_key):
         lesions = list(by_key[key].values())
+        # Drawn per (source, class) from a seed of its own: every task's gallery takes the same
+        # lesions of a class, so the tasks share their thumbnails.
+        rng = np.random.default_rng([seed, zlib.crc32("/".join(key).encode())])
         order = rng.permutation(len(lesions))[:per_class_source]
         chosen += [lesions[i] for i in sorted(order)]
     return chosen
