@@ -51,6 +51,8 @@ def test_a_second_lesion_needs_new_and_gets_its_own_number(client):
     assert which.status_code == 400 and "has 2 lesions: choose" in which.get_json()["error"]
     named = post_api(client, jpeg_bytes(seed=7), patient="P-TWO", lesion=second["lesion_id"]).get_json()
     assert named["lesion_id"] == second["lesion_id"]
+    mixed = post_api(client, jpeg_bytes(seed=8), patient="P-OTHER", lesion=second["lesion_id"])
+    assert mixed.status_code == 400 and "patient P-TWO's" in mixed.get_json()["error"]
 
 
 @pytest.mark.parametrize("fields, message", [

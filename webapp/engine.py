@@ -202,6 +202,8 @@ class Engine:
             found = self.visible_lesion(visit.lesion_id, owner)
             if found is None:
                 raise VisitError("That lesion does not exist, or is not yours to add to.")
+            if visit.patient and visit.patient != found[1]["identifier"]:
+                raise VisitError(f"That lesion is patient {found[1]['identifier']}'s, not {visit.patient}'s.")
             return found[0]["id"]
         facts = dicom_facts(data)
         identifier = visit.patient or facts.get("patient_id")
