@@ -4,6 +4,8 @@ POST /api/analyze  multipart: image, [task, note, patient, lesion (an id or "new
                    site, laterality, map_view, map_x, map_y; case: the patient's identifier as before]
                    -> 200 analysis JSON
 GET  /api/analyses/<id>                                   -> the same JSON
+GET  /api/analyses/<id>/fhir, /api/lesions/<id>/fhir      -> a FHIR R4B Bundle (application/fhir+json)
+GET  /api/patients/lesions?identifier=ID                  -> {"patient", "lesions": [{id, label, site}]}
 GET  /api/health                 -> 200 {"status": "ok", models} or 503 {"status": "failing", "problems"}
 Any bad request -> 4xx with {"error": "<human message>"}.
 """
@@ -105,7 +107,6 @@ def health():
     return jsonify(body), 503 if problems else 200
 
 
-
 @blueprint.get("/patients/lesions")
 def patient_lesions():
     """The lesions of the patient with this identifier (for the upload form's list)."""
@@ -113,8 +114,8 @@ def patient_lesions():
     patient = engine().patients.find_patient(request.args.get("identifier", "").strip()[:100], current_owner())
     lesions = engine().patients.lesions_of(patient["id"]) if patient else []
     return jsonify({"patient": patient["id"] if patient else None, "lesions": [
-        {"id": l["id"], "label": l["label"], "site": site_words(l["body_site"], l["laterality"]) or "site not given"}
-        for l in lesions]})
+        {"id": lesion["id"], "label": lesion["label"],
+         "site": site_words(lesion["body_site"], lesion["laterality"]) or "site not given"} for lesion in lesions]})
 
 
 def fhir_response(records, patient=None, lesion=None):
