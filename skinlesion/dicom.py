@@ -24,7 +24,8 @@ def is_dicom(data):
 
 
 def read_header(data):
-    """The dataset without its pixels. Raises ValueError for a damaged or foreign file."""
+    """The dataset, its pixel data deferred (read when `pixels()` asks for it). Raises ValueError
+    for a damaged or foreign file."""
     import pydicom
     from pydicom.errors import InvalidDicomError
     try:

@@ -148,6 +148,12 @@ TURNED = {5, 6, 7, 8}  # EXIF orientations shown with width and height exchanged
 def image_dimensions(source):
     """(width, height) of bytes or a path as the image is shown (after its EXIF rotation),
     read from the header only, or None when it cannot be read."""
+    if is_dicom(source):  # its header says; opening it would decode every pixel
+        try:
+            dataset = read_dicom_header(source)
+            return int(dataset.Columns), int(dataset.Rows)
+        except (ValueError, AttributeError):
+            return None
     try:
         with _open(source) as image:
             width, height = image.size

@@ -79,8 +79,12 @@ def in_millimetres(measurements, scale, analysed_side, original_side):
 
 
 def _exif(source):
-    """The EXIF tags of bytes or a path, read from the header ({} when there are none)."""
+    """The EXIF tags of bytes or a path, read from the header ({} when there are none; a DICOM
+    file has none, and opening it would decode its pixels)."""
+    from .dicom import is_dicom
     from .imageio import _open, header_exif
+    if is_dicom(source):
+        return {}
     try:
         with _open(source) as image:
             return header_exif(image)
