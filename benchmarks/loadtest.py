@@ -1,14 +1,14 @@
 """Reliability under load, on loopback: concurrency, soak, and a worker killed mid-analysis.
 
     python benchmarks/loadtest.py [--requests 300] [--concurrency 8] [--soak 1000]
-    python benchmarks/loadtest.py --database postgresql://user@host:port/db --out docs/reliability_postgresql.json
+    python benchmarks/loadtest.py --database postgresql://user@host:port/db --out docs/loadtest_postgresql.json
 
 1. `--requests` analyses at `--concurrency` against gunicorn with 2 workers: counts 5xx
    and checks every response belongs to its own upload (sha256 of the stored bytes).
 2. `--soak` analyses in a row: resident memory of each worker every 50 requests.
 3. SIGKILL a worker while it analyses: the server keeps answering, and afterwards every
    row has its files and (after the start-up sweep) no file lacks its row.
-Figures go to docs/reliability.json; docs/reliability.md quotes them.
+Figures go to docs/robustness.json; docs/robustness.md quotes them.
 """
 import argparse
 import hashlib
@@ -119,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--soak", type=int, default=1000)
     parser.add_argument("--models", default=str(ROOT / "models"))
-    parser.add_argument("--out", default=str(ROOT / "docs" / "reliability.json"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "robustness.json"))
     parser.add_argument("--database", default=None,
                         help="a PostgreSQL URL to test against (default: a SQLite file in the server's folder)")
     args = parser.parse_args(argv)

@@ -40,7 +40,7 @@ def return_large_blocks_promptly():
     """Make glibc map blocks of 4 MB and more on their own and unmap them when freed. By
     default it raises that threshold to 32 MB after the first large free, so the 16 MB blocks
     Pillow decodes into come from per-thread arenas that keep them: 8 concurrent 49 MP
-    uploads took `python app.py` from 0.56 to 1.9 GB, and 1.0 GB with this (docs/reliability.md).
+    uploads took `python app.py` from 0.56 to 1.9 GB, and 1.0 GB with this (docs/robustness.md).
     A server calls it once at start; elsewhere (not glibc) it does nothing."""
     try:
         return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, FREED_AT_ONCE_BYTES))
