@@ -26,17 +26,18 @@ class UsageError(Exception):
     pass
 
 
-def parse_args(argv):
+def parse_args(argv, settings):
+    """The command line; what it leaves out comes from `settings` (SKINLESION_* variables)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--task", default="7class", choices=sorted(TASKS))
-    parser.add_argument("--models", default=str(Path(__file__).resolve().parent / "models"),
-                        help="folder with the models and their cards")
-    parser.add_argument("--calibration", default=None,
+    parser.add_argument("--models", default=settings.models_dir,
+                        help="folder with the models and their cards (default: SKINLESION_MODELS_DIR, models/)")
+    parser.add_argument("--calibration", default=settings.calibration,
                         help="a site calibration file (python -m training.calibrate) for --task")
-    parser.add_argument("--scales", default=None,
-                        help="a JSON file of dermatoscope fields of view, for sizes in mm (docs/configuration.md)")
+    parser.add_argument("--scales", default=settings.scales,
+                        help="a JSON file of dermatoscope fields of view, for sizes in mm (docs/deployment.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)
 
@@ -133,13 +134,21 @@ def run(args):
 
 
 def main(argv=None):
-    from skinlesion.classify import CalibrationError
     from skinlesion.cards import ModelFileError
+    from skinlesion.classify import CalibrationError
+    from skinlesion.runtime import configure_threads
     from skinlesion.scale import ScaleError
+    from skinlesion.settings import Settings, SettingError
     try:
-        args = parse_args(argv)
+        settings = Settings.from_environment()
+    except SettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        args = parse_args(argv, settings)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
+    configure_threads(settings.inference_threads)
     try:
         return run(args)
     except UsageError as error:

@@ -77,6 +77,14 @@ def tiny_models(tmp_path_factory):
     return folder
 
 
+def build_app(fields):
+    """The web app as a test needs it: the environment's settings with `fields` (names of
+    skinlesion.settings.Settings) on top; errors propagate (Flask's TESTING)."""
+    from skinlesion.settings import Settings
+    from webapp import create_app
+    return create_app(Settings.from_environment(**fields), testing=True)
+
+
 def write_jpeg(image, path):
     from PIL import Image
     Image.fromarray(image).save(path, quality=95)

@@ -6,11 +6,12 @@ import pytest
 
 from test_security import PASSWORD, basic, make_app
 from test_web import jpeg_bytes
+from webapp.config import settings_of
 
 
 @pytest.fixture(scope="module")
 def locked_app(tiny_models, tmp_path_factory):
-    app = make_app(tiny_models, tmp_path_factory.mktemp("attacks"), LISTEN_HOST="0.0.0.0")
+    app = make_app(tiny_models, tmp_path_factory.mktemp("attacks"), host="0.0.0.0")
     result = app.test_cli_runner().invoke(args=["users", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 0, result.output
     return app
@@ -132,7 +133,7 @@ def test_failed_logins_with_huge_names_store_nothing(locked_app):
     from test_security import login
     from webapp import db
     client = locked_app.test_client()
-    database = locked_app.config["DATABASE"]
+    database = settings_of(locked_app).database
     before = database.stat().st_size
     for index in range(20):
         assert login(client, f"{index}" + "x" * 400_000, "wrong password!").status_code == 401
@@ -198,7 +199,7 @@ def test_the_upload_page_refuses_a_long_case_reference_and_keeps_the_form(locked
 # --- 8. work per account: analyses and PDFs per minute, counted in the shared database -------
 
 def test_analyses_per_account_are_limited_with_retry_after(tiny_models, tmp_path):
-    app = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=3, REPORTS_PER_MINUTE=2)
+    app = make_app(tiny_models, tmp_path, host="0.0.0.0", analyses_per_minute=3, reports_per_minute=2)
     for name in ("alice", "bob"):
         assert app.test_cli_runner().invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
     client = app.test_client()
@@ -219,8 +220,8 @@ def test_analyses_per_account_are_limited_with_retry_after(tiny_models, tmp_path
 
 def test_the_count_is_shared_by_every_app_on_one_database(tiny_models, tmp_path):
     """Two app instances (two hosts) on one database: one account's count is one count."""
-    first = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=2)
-    second = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=2)
+    first = make_app(tiny_models, tmp_path, host="0.0.0.0", analyses_per_minute=2)
+    second = make_app(tiny_models, tmp_path, host="0.0.0.0", analyses_per_minute=2)
     assert first.test_cli_runner().invoke(args=["users", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
     statuses = [app.test_client().post("/api/analyze", headers=basic("alice"),
                                        data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg")}).status_code
@@ -231,14 +232,14 @@ def test_the_count_is_shared_by_every_app_on_one_database(tiny_models, tmp_path)
 def test_a_batch_counts_each_image_and_the_workstation_is_not_limited(tiny_models, tmp_path):
     from test_web import page_post
     from test_security import login
-    app = make_app(tiny_models, tmp_path / "clinic", LISTEN_HOST="0.0.0.0", ANALYSES_PER_MINUTE=3)
+    app = make_app(tiny_models, tmp_path / "clinic", host="0.0.0.0", analyses_per_minute=3)
     assert app.test_cli_runner().invoke(args=["users", "add", "alice"], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
     client = app.test_client()
     login(client, "alice")
     batch = [(io.BytesIO(jpeg_bytes()), f"{i}.jpg") for i in range(4)]
     response = page_post(client, "/analyze", {"image": batch, "note": "kept"})
     assert response.status_code == 429 and b"at most 3" in response.data and b"kept" in response.data
-    workstation = make_app(tiny_models, tmp_path / "desk", ANALYSES_PER_MINUTE=1).test_client()
+    workstation = make_app(tiny_models, tmp_path / "desk", analyses_per_minute=1).test_client()
     for _ in range(3):
         assert workstation.post("/api/analyze", data={"image": (io.BytesIO(jpeg_bytes()), "a.jpg")}).status_code == 200
 

@@ -12,9 +12,9 @@ from test_web import jpeg_bytes, post_api
 
 @pytest.fixture
 def app(tiny_models, tmp_path):
-    from webapp import create_app
-    return create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u",
-                       "HEATMAP_DIR": tmp_path / "h", "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False})
+    from conftest import build_app
+    return build_app({"workstation": True, "models_dir": tiny_models, "upload_dir": tmp_path / "u",
+                       "heatmap_dir": tmp_path / "h", "database": tmp_path / "db.sqlite3", "warm_up": False})
 
 
 def test_unwritable_storage_gives_503_and_the_app_stays_up(app, tmp_path):
@@ -44,13 +44,13 @@ def test_the_stored_upload_is_the_one_sent(app, tmp_path):
 
 def test_missing_model_file_names_it(tiny_models, tmp_path):
     from skinlesion.models import ModelFileError
-    from webapp import create_app
+    from conftest import build_app
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     (models / "classifier_3class.h5").unlink()
     with pytest.raises(ModelFileError, match="classifier_3class.h5"):
-        create_app({"MODELS_DIR": models, "DATABASE": tmp_path / "db.sqlite3", "UPLOAD_DIR": tmp_path / "u",
-                    "HEATMAP_DIR": tmp_path / "h"})
+        build_app({"models_dir": models, "database": tmp_path / "db.sqlite3", "upload_dir": tmp_path / "u",
+                    "heatmap_dir": tmp_path / "h"})
 
 
 def test_app_py_exits_with_a_clear_message_on_a_corrupt_model(tiny_models, tmp_path):

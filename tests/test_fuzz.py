@@ -56,10 +56,10 @@ def test_loader_either_decodes_or_refuses_cleanly(data):
 
 @pytest.fixture(scope="module")
 def client(tiny_models, tmp_path_factory):
-    from webapp import create_app
+    from conftest import build_app
     folder = tmp_path_factory.mktemp("fuzz")
-    app = create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "u",
-                      "HEATMAP_DIR": folder / "h", "DATABASE": folder / "db.sqlite3", "WARM_UP": False})
+    app = build_app({"workstation": True, "models_dir": tiny_models, "upload_dir": folder / "u",
+                      "heatmap_dir": folder / "h", "database": folder / "db.sqlite3", "warm_up": False})
     return app.test_client()
 
 

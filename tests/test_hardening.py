@@ -12,16 +12,17 @@ import pytest
 from PIL import Image
 
 from test_web import jpeg_bytes, page_post, post_api
+from webapp.config import settings_of
 
 PASSWORD = "correct horse battery"
 
 
 def make_app(tiny_models, folder, **extra):
-    from webapp import create_app
-    config = {"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models,
-              "UPLOAD_DIR": folder / "uploads", "HEATMAP_DIR": folder / "heatmap",
-              "DATABASE": folder / "db.sqlite3", "WARM_UP": False}
-    return create_app(config | extra)
+    from conftest import build_app
+    config = {"workstation": True, "models_dir": tiny_models,
+              "upload_dir": folder / "uploads", "heatmap_dir": folder / "heatmap",
+              "database": folder / "db.sqlite3", "warm_up": False}
+    return build_app(config | extra)
 
 
 def add_users(app, *names):
@@ -32,7 +33,7 @@ def add_users(app, *names):
 
 def locked(tiny_models, folder, **extra):
     """A server as gunicorn runs it: not the workstation, so accounts are on."""
-    app = make_app(tiny_models, folder, WORKSTATION=False, **extra)
+    app = make_app(tiny_models, folder, workstation=False, **extra)
     add_users(app, "alice", "bob")
     return app
 
@@ -116,7 +117,7 @@ def copied_models(tiny_models, folder):
 
 def test_health_fails_when_a_model_file_or_the_database_goes_bad(tiny_models, tmp_path):
     models = copied_models(tiny_models, tmp_path)
-    app = make_app(models, tmp_path, MODELS_DIR=models)
+    app = make_app(models, tmp_path, models_dir=models)
     client = app.test_client()
     assert client.get("/api/health").status_code == 200
     (models / "classifier_3class.h5").unlink()
@@ -131,12 +132,12 @@ def test_health_fails_when_a_model_file_or_the_database_goes_bad(tiny_models, tm
 
 def test_a_worker_starting_without_a_model_serves_what_it_can(tiny_models, tmp_path, caplog):
     models = copied_models(tiny_models, tmp_path)
-    first = make_app(models, tmp_path, MODELS_DIR=models)
+    first = make_app(models, tmp_path, models_dir=models)
     kept = post_api(first.test_client(), jpeg_bytes()).get_json()["id"]
     (models / "unet.h5").unlink()
     with pytest.raises(Exception, match="unet.h5"):  # python app.py: stop with the reason
-        make_app(models, tmp_path, MODELS_DIR=models)
-    app = make_app(models, tmp_path, MODELS_DIR=models, BOOT_FAILURE="degrade")  # gunicorn
+        make_app(models, tmp_path, models_dir=models)
+    app = make_app(models, tmp_path, models_dir=models, boot_failure="degrade")  # gunicorn
     assert any("WITHOUT MODELS" in r.message and r.levelname == "ERROR" for r in caplog.records)
     client = app.test_client()
     assert client.get(f"/analyses/{kept}").status_code == 200  # what is stored is still shown
@@ -154,7 +155,7 @@ def test_a_worker_starting_with_a_broken_database_answers_503(tiny_models, tmp_p
     (tmp_path / "db.sqlite3").write_bytes(b"this is not a database" * 100)
     with pytest.raises(DatabaseError):
         make_app(tiny_models, tmp_path)
-    client = make_app(tiny_models, tmp_path, BOOT_FAILURE="degrade").test_client()
+    client = make_app(tiny_models, tmp_path, boot_failure="degrade").test_client()
     assert client.get("/").status_code == 503 and b"database" in client.get("/").data
     health = client.get("/api/health")
     assert health.status_code == 503 and health.get_json()["status"] == "failing"
@@ -172,7 +173,7 @@ def test_unknown_host_names_are_refused(open_app):
 
 
 def test_a_configured_host_name_is_answered(tiny_models, tmp_path):
-    app = make_app(tiny_models, tmp_path, TRUSTED_HOSTS=["lesions.clinic.example"])
+    app = make_app(tiny_models, tmp_path, trusted_hosts=["lesions.clinic.example"])
     assert app.test_client().get("/", headers={"Host": "lesions.clinic.example"}).status_code == 200
 
 
@@ -198,18 +199,18 @@ def test_same_origin_and_non_browser_requests_pass(open_app, headers):
 
 
 def test_only_the_loopback_workstation_runs_without_accounts(tiny_models, tmp_path):
-    from webapp.auth import login_required
-    assert not login_required("auto", workstation=True, host="127.0.0.1")
-    assert login_required("auto", workstation=True, host="0.0.0.0")
-    assert login_required("auto", workstation=False, host=None)  # gunicorn, flask run, ...
-    assert not login_required("never", workstation=False, host=None)  # only when said
-    assert make_app(tiny_models, tmp_path, WORKSTATION=False).config["LOGIN_REQUIRED"]
+    from skinlesion.settings import Settings
+    assert not Settings(require_login="auto", workstation=True, host="127.0.0.1").login_required
+    assert Settings(require_login="auto", workstation=True, host="0.0.0.0").login_required
+    assert Settings(require_login="auto", workstation=False).login_required  # gunicorn, flask run, ...
+    assert not Settings(require_login="never", workstation=False).login_required  # only when said
+    assert settings_of(make_app(tiny_models, tmp_path, workstation=False)).login_required
 
 
 def test_gunicorn_config_does_not_guess_from_the_bind_address(monkeypatch):
-    from webapp.config import from_environment
+    from skinlesion.settings import Settings
     monkeypatch.setenv("SKINLESION_BIND", "127.0.0.1:8083")
-    assert "LISTEN_HOST" not in from_environment() or from_environment()["LISTEN_HOST"] is None
+    assert Settings.from_environment().for_gunicorn().login_required
 
 
 # --- 6. CSV cells that a spreadsheet would run -------------------------------------------
@@ -242,14 +243,14 @@ def test_large_images_are_analysed_at_a_bounded_size_and_kept_whole(open_app):
     record = open_app.extensions["skinlesion"].store.get(body["id"])
     assert max(record["summary"]["image_size"].values()) == ANALYSIS_MAX_SIDE
     assert record["summary"]["original_size"] == {"width": 3_000, "height": 2_400}
-    upload = open_app.config["UPLOAD_DIR"] / record["files"]["upload"]
+    upload = settings_of(open_app).upload_dir / record["files"]["upload"]
     assert upload.read_bytes() == data  # the original file is kept as sent
-    with Image.open(open_app.config["HEATMAP_DIR"] / record["files"]["mask"]) as mask:
+    with Image.open(settings_of(open_app).heatmap_dir / record["files"]["mask"]) as mask:
         assert max(mask.size) == ANALYSIS_MAX_SIDE
 
 
 def test_a_batch_holding_too_many_pixels_is_refused(tiny_models, tmp_path):
-    app = make_app(tiny_models, tmp_path, MAX_BATCH_MEGAPIXELS=1)
+    app = make_app(tiny_models, tmp_path, max_batch_megapixels=1)
     files = [(io.BytesIO(jpeg_bytes(i, size=(600, 800))), f"{i}.jpg") for i in range(3)]
     response = page_post(app.test_client(), "/analyze", {"image": files})
     assert response.status_code == 413 and b"megapixels" in response.data
@@ -266,7 +267,7 @@ def test_session_cookie_flags(tiny_models, tmp_path):
     plain = locked(tiny_models, tmp_path / "a")
     cookie = session_cookie(login(plain.test_client(), "alice"))
     assert "SameSite=Lax" in cookie and "HttpOnly" in cookie and "Secure" not in cookie
-    secure = locked(tiny_models, tmp_path / "b", SESSION_COOKIE_SECURE=True)
+    secure = locked(tiny_models, tmp_path / "b", secure_cookies=True)
     assert "Secure" in session_cookie(login(secure.test_client(), "alice"))
 
 
@@ -370,7 +371,7 @@ def test_api_image_urls_open_with_the_api_credentials(locked_app):
 
 
 def test_api_urls_use_the_public_url(tiny_models, tmp_path):
-    app = make_app(tiny_models, tmp_path, PUBLIC_URL="https://lesions.clinic.example")
+    app = make_app(tiny_models, tmp_path, public_url="https://lesions.clinic.example")
     body = post_api(app.test_client(), jpeg_bytes()).get_json()
     assert body["report_url"].startswith("https://lesions.clinic.example/analyses/")
     assert all(url.startswith("https://lesions.clinic.example/") for url in body["images"].values() if url)
@@ -396,7 +397,8 @@ def test_a_full_database_disk_at_login_is_a_clear_503(locked_app, monkeypatch):
 
 
 def test_too_many_form_fields_is_not_called_too_large(tiny_models, tmp_path):
-    app = make_app(tiny_models, tmp_path, MAX_FORM_PARTS=10)
+    app = make_app(tiny_models, tmp_path)
+    app.config["MAX_FORM_PARTS"] = 10  # Flask's own limit
     fields = {f"field{i}": "x" for i in range(30)}
     response = app.test_client().post("/api/analyze", data=fields | {"image": (io.BytesIO(jpeg_bytes()), "a.jpg")})
     assert response.status_code == 413 and "too many fields" in response.get_json()["error"]

@@ -85,9 +85,10 @@ def test_an_analysis_through_the_app_imports_no_tensorflow(tiny_models, tmp_path
     run_without_tensorflow(f"""
 from app import create_app
 from pathlib import Path
-app = create_app({{"TESTING": True, "WORKSTATION": True, "MODELS_DIR": Path({str(tiny_models)!r}),
-                  "DATABASE": Path({str(tmp_path / "db.sqlite3")!r}), "UPLOAD_DIR": Path({str(tmp_path / "uploads")!r}),
-                  "HEATMAP_DIR": Path({str(tmp_path / "heatmap")!r})}})
+from skinlesion.settings import Settings
+app = create_app(Settings.from_environment(**{{"workstation": True, "models_dir": Path({str(tiny_models)!r}),
+                  "database": Path({str(tmp_path / "db.sqlite3")!r}), "upload_dir": Path({str(tmp_path / "uploads")!r}),
+                  "heatmap_dir": Path({str(tmp_path / "heatmap")!r})}}))
 client = app.test_client()
 with open({image!r}, "rb") as handle:
     answer = client.post("/api/analyze", data={{"image": (handle, "lesion.jpg"), "task": "3class"}})

@@ -11,10 +11,10 @@ from test_web import jpeg_bytes, page_post, post_api
 
 @pytest.fixture(scope="module")
 def app(tiny_models, tmp_path_factory):
-    from webapp import create_app
+    from conftest import build_app
     folder = tmp_path_factory.mktemp("patients")
-    return create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
-                       "HEATMAP_DIR": folder / "heatmap", "DATABASE": folder / "db.sqlite3", "WARM_UP": False})
+    return build_app({"workstation": True, "models_dir": tiny_models, "upload_dir": folder / "uploads",
+                       "heatmap_dir": folder / "heatmap", "database": folder / "db.sqlite3", "warm_up": False})
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ def test_a_patient_is_seen_only_by_the_account_that_made_it(tiny_models, tmp_pat
     """Accounts on: bob neither sees nor reaches alice's patient by any page, export or the
     lookup, and a patient identifier of the same text is a patient of his own."""
     from test_security import PASSWORD, basic, login, make_app
-    app = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0")
+    app = make_app(tiny_models, tmp_path, host="0.0.0.0")
     for name in ("alice", "bob"):
         assert app.test_cli_runner().invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
     client = app.test_client()
@@ -276,7 +276,7 @@ def test_the_clinics_confirmed_cases_show_beside_a_new_reading_to_their_owner_on
     """Issue 32 (b): a confirmed lesion of this clinic is offered as a similar case for another
     lesion's reading; never for its own lesion, never to another account."""
     from test_security import PASSWORD, basic, login, make_app
-    app = make_app(tiny_models, tmp_path, LISTEN_HOST="0.0.0.0")
+    app = make_app(tiny_models, tmp_path, host="0.0.0.0")
     for name in ("alice", "bob"):
         assert app.test_cli_runner().invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n").exit_code == 0
     client = app.test_client()

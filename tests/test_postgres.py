@@ -191,12 +191,13 @@ def test_an_old_sqlite_database_is_migrated(tmp_path):
 
 
 def test_a_database_url_needs_a_shared_secret_key(tiny_models, tmp_path, postgres_url):
-    from webapp import ConfigurationError, create_app
-    config = {"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u",
-              "HEATMAP_DIR": tmp_path / "h", "DATABASE": postgres_url, "WARM_UP": False, "SECRET_KEY": None}
+    from conftest import build_app
+    from webapp import ConfigurationError
+    config = {"workstation": True, "models_dir": tiny_models, "upload_dir": tmp_path / "u",
+              "heatmap_dir": tmp_path / "h", "database": postgres_url, "warm_up": False, "secret_key": None}
     with pytest.raises(ConfigurationError, match="SKINLESION_SECRET_KEY"):
-        create_app(config)
-    assert create_app(config | {"SECRET_KEY": "k" * 64}).test_client().get("/api/health").status_code == 200
+        build_app(config)
+    assert build_app(config | {"secret_key": "k" * 64}).test_client().get("/api/health").status_code == 200
 
 
 class Instance:
@@ -286,10 +287,10 @@ def test_two_instances_share_one_postgresql_and_one_storage(tiny_models, tmp_pat
 def test_a_long_name_is_a_wrong_login_on_postgresql(tiny_models, tmp_path, postgres_url):
     """Issue 29.5: a 500-character name overflowed the throttle's VARCHAR(400) key: 503."""
     import base64
-    from webapp import create_app
-    app = create_app({"TESTING": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u",
-                      "HEATMAP_DIR": tmp_path / "h", "DATABASE": postgres_url, "WARM_UP": False,
-                      "SECRET_KEY": "k" * 64, "LISTEN_HOST": "0.0.0.0"})
+    from conftest import build_app
+    app = build_app({"models_dir": tiny_models, "upload_dir": tmp_path / "u",
+                      "heatmap_dir": tmp_path / "h", "database": postgres_url, "warm_up": False,
+                      "secret_key": "k" * 64, "host": "0.0.0.0"})
     client = app.test_client()
     name = "n" * 500
     page = client.get("/login")

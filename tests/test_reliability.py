@@ -129,10 +129,10 @@ def test_analysis_carries_its_reliability_and_refuses_greyscale(fitted_models):
 
 
 def test_web_and_api_refuse_what_is_not_dermoscopy_with_422(fitted_models, tmp_path):
-    from webapp import create_app
-    app = create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": fitted_models, "TASKS": ("7class",),
-                      "UPLOAD_DIR": tmp_path / "u", "HEATMAP_DIR": tmp_path / "h",
-                      "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False})
+    from conftest import build_app
+    app = build_app({"workstation": True, "models_dir": fitted_models, "tasks": ("7class",),
+                      "upload_dir": tmp_path / "u", "heatmap_dir": tmp_path / "h",
+                      "database": tmp_path / "db.sqlite3", "warm_up": False})
     client = app.test_client()
     response = client.post("/api/analyze", data={"image": (io.BytesIO(jpeg_bytes(grey_picture())), "xray.jpg")})
     assert response.status_code == 422 and "not analysed" in response.get_json()["error"]
@@ -220,10 +220,11 @@ def test_gunicorn_master_refuses_a_calibration_for_another_model(fitted_models, 
     monkeypatch.setenv("SKINLESION_TASKS", "7class")
     logged = []
     server = SimpleNamespace(log=SimpleNamespace(error=lambda *args: logged.append(args[0] % args[1:])))
-    on_starting = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_starting"]
+    def on_starting():  # gunicorn reads its configuration, settings included, once at start
+        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))["on_starting"](server)
     monkeypatch.setenv("SKINLESION_CALIBRATION", str(tmp_path / "site.json"))
-    on_starting(server)  # the right model: starts
+    on_starting()  # the right model: starts
     monkeypatch.setenv("SKINLESION_CALIBRATION", str(tmp_path / "other.json"))
     with pytest.raises(SystemExit):
-        on_starting(server)
+        on_starting()
     assert "made for another model" in logged[-1]

@@ -58,7 +58,7 @@ def test_the_page_shows_mm_and_compare_converts_only_when_both_visits_have_a_sca
     from test_security import make_app
     path = tmp_path / "scales.json"
     path.write_text(json.dumps({"DermLite DL5": {"field_of_view_mm": 25}}))
-    app = make_app(tiny_models, tmp_path, SCALES=str(path))
+    app = make_app(tiny_models, tmp_path, scales=str(path))
     client = app.test_client()
 
     def analyse(data):

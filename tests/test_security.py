@@ -6,15 +6,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from test_web import jpeg_bytes, page_post, post_api
+from webapp.config import settings_of
 
 PASSWORD = "correct horse battery"
 
 
 def make_app(tiny_models, folder, **extra):
-    from webapp import create_app
-    config = {"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
-              "HEATMAP_DIR": folder / "heatmap", "DATABASE": folder / "db.sqlite3", "WARM_UP": False}
-    return create_app(config | extra)
+    from conftest import build_app
+    config = {"workstation": True, "models_dir": tiny_models, "upload_dir": folder / "uploads",
+              "heatmap_dir": folder / "heatmap", "database": folder / "db.sqlite3", "warm_up": False}
+    return build_app(config | extra)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def open_app(tiny_models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def locked_app(tiny_models, tmp_path_factory):
     """A deployment listening on all interfaces: accounts are required."""
-    app = make_app(tiny_models, tmp_path_factory.mktemp("locked"), LISTEN_HOST="0.0.0.0")
+    app = make_app(tiny_models, tmp_path_factory.mktemp("locked"), host="0.0.0.0")
     runner = app.test_cli_runner()
     for name in ("alice", "bob", "carol"):
         result = runner.invoke(args=["users", "add", name], input=f"{PASSWORD}\n{PASSWORD}\n")
@@ -87,8 +88,8 @@ def test_secret_key_is_generated_once_and_kept(tiny_models, tmp_path):
 
 
 def test_loopback_needs_no_login_but_other_hosts_do(open_app, locked_app):
-    assert not open_app.config["LOGIN_REQUIRED"]
-    assert locked_app.config["LOGIN_REQUIRED"]
+    assert not settings_of(open_app).login_required
+    assert settings_of(locked_app).login_required
     client = locked_app.test_client()
     assert client.get("/").status_code == 302 and "/login" in client.get("/").headers["Location"]
     assert client.get("/history").status_code == 302

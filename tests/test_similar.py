@@ -56,7 +56,7 @@ def test_the_result_page_shows_the_neighbours_and_the_api_carries_them(tiny_mode
     from PIL import Image
 
     from skinlesion.analysis import Analyzer
-    from webapp import create_app
+    from conftest import build_app
     models = tmp_path / "models"
     shutil.copytree(tiny_models, models)
     analyzer = Analyzer(models, tasks=("7class",))
@@ -69,9 +69,9 @@ def test_the_result_page_shows_the_neighbours_and_the_api_carries_them(tiny_mode
     dxs = ["nv"] * 6 + ["mel"] * 5
     write_gallery(models / "gallery_7class.npz", features, [case(i, dx) for i, dx in enumerate(dxs)],
                   classifier.card["sha256"])
-    app = create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": models, "UPLOAD_DIR": tmp_path / "u",
-                      "HEATMAP_DIR": tmp_path / "h", "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False,
-                      "TASKS": ["7class"]})
+    app = build_app({"workstation": True, "models_dir": models, "upload_dir": tmp_path / "u",
+                      "heatmap_dir": tmp_path / "h", "database": tmp_path / "db.sqlite3", "warm_up": False,
+                      "tasks": ["7class"]})
     client = app.test_client()
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")

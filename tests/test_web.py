@@ -6,16 +6,17 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_lesion
+from webapp.config import settings_of
 
 
 @pytest.fixture(scope="module")
 def app(tiny_models, tmp_path_factory):
     """One app per module: models load once, as in a real worker."""
-    from webapp import create_app
+    from conftest import build_app
     folder = tmp_path_factory.mktemp("web")
-    return create_app({"TESTING": True, "WORKSTATION": True, "MODELS_DIR": tiny_models, "UPLOAD_DIR": folder / "uploads",
-                       "HEATMAP_DIR": folder / "heatmap", "DATABASE": folder / "db.sqlite3",
-                       "WARM_UP": False, "MAX_CONTENT_LENGTH": 2 * 1024 * 1024})
+    return build_app({"workstation": True, "models_dir": tiny_models, "upload_dir": folder / "uploads",
+                       "heatmap_dir": folder / "heatmap", "database": folder / "db.sqlite3",
+                       "warm_up": False, "max_upload_mb": 2})
 
 
 @pytest.fixture
@@ -177,7 +178,7 @@ def test_history_search_compare_delete(client, app):
     assert client.get(f"/analyses/{ids[0]}").status_code == 404
     assert client.get(f"/api/analyses/{ids[0]}").status_code == 404
     for kind, name in files.items():
-        folder = app.config["UPLOAD_DIR"] if kind == "upload" else app.config["HEATMAP_DIR"]
+        folder = settings_of(app).upload_dir if kind == "upload" else settings_of(app).heatmap_dir
         assert not (folder / name).exists()
 
 
@@ -198,10 +199,11 @@ def test_orphan_files_are_swept_once_per_start_and_only_when_old(tiny_models, tm
     worker is writing; the sweep runs once per server start and spares young files."""
     import os
     import time
-    from webapp import create_app, sweep_orphans_at_start
-    config = {"MODELS_DIR": tiny_models, "UPLOAD_DIR": tmp_path / "u", "HEATMAP_DIR": tmp_path / "h",
-              "DATABASE": tmp_path / "db.sqlite3", "WARM_UP": False, "WORKSTATION": True}
-    app = create_app(config)
+    from conftest import build_app
+    from webapp import sweep_orphans_at_start
+    config = {"models_dir": tiny_models, "upload_dir": tmp_path / "u", "heatmap_dir": tmp_path / "h",
+              "database": tmp_path / "db.sqlite3", "warm_up": False, "workstation": True}
+    app = build_app(config)
     kept = post_api(app.test_client(), jpeg_bytes()).get_json()["id"]
     in_flight = tmp_path / "u" / "cafebabe.upload"  # another worker is still analysing it
     in_flight.write_bytes(b"x")
@@ -209,9 +211,9 @@ def test_orphan_files_are_swept_once_per_start_and_only_when_old(tiny_models, tm
     for path in old:  # left by a crash two hours ago
         path.write_bytes(b"x")
         os.utime(path, (time.time() - 7200,) * 2)
-    create_app(config)  # a worker (re)starting sweeps nothing
+    build_app(config)  # a worker (re)starting sweeps nothing
     assert in_flight.exists() and all(path.exists() for path in old)
-    assert sweep_orphans_at_start(app.config) == 2
+    assert sweep_orphans_at_start(settings_of(app)) == 2
     assert in_flight.exists() and not any(path.exists() for path in old)
     assert any(p.name.startswith(kept) for p in (tmp_path / "h").iterdir())
     result = app.test_cli_runner().invoke(args=["sweep"])
@@ -249,7 +251,7 @@ def test_odd_but_valid_images_are_analysed(client, app, name):
     assert body["prediction"] and body["file_name"]
     mask = Image.open(io.BytesIO(client.get(body["images"]["mask"]).data))
     assert mask.size == ((120, 160) if name == "rotated.jpg" else (160, 120))
-    stored = [p.name for p in app.config["UPLOAD_DIR"].iterdir()]
+    stored = [p.name for p in settings_of(app).upload_dir.iterdir()]
     assert all(".." not in n and "/" not in n and "passwd" not in n for n in stored)
 
 

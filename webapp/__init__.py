@@ -1,7 +1,7 @@
 """The Flask web app: upload, result, history, compare, batch, JSON API.
 
-    create_app()          # configuration from SKINLESION_* environment variables
-    create_app({...})     # tests override any key
+    create_app()                                    # settings from SKINLESION_* variables
+    create_app(Settings.from_environment(...))      # any setting overridden (tests)
 """
 import logging
 import secrets
@@ -9,8 +9,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import config as settings
+from skinlesion.settings import Settings
+
 from . import db
+from .config import keep_settings
 from .store import Store, sweep_orphans
 
 log = logging.getLogger(__name__)
@@ -20,21 +22,21 @@ class ConfigurationError(RuntimeError):
     """A setting that cannot work; str(error) says which and what to do."""
 
 
-def require_shared_secret(config):
+def require_shared_secret(settings):
     """With a database URL (several hosts) the key must come from the environment: a key
     generated on each host would make every host reject the others' sessions."""
-    if db.is_url(config["DATABASE"]) and not config.get("SECRET_KEY"):
+    if settings.database_is_url and not settings.secret_key:
         raise ConfigurationError("SKINLESION_SECRET_KEY must be set when SKINLESION_DATABASE is a "
                                  "database URL: every host needs the same key (python -c \"import "
                                  "secrets; print(secrets.token_hex(32))\").")
 
 
-def _secret_key(app):
+def _secret_key(settings):
     """From the environment, else generated once and kept beside the SQLite database."""
-    require_shared_secret(app.config)
-    if app.config.get("SECRET_KEY"):
-        return app.config["SECRET_KEY"]
-    path = Path(app.config["DATABASE"]).parent / "secret_key"
+    require_shared_secret(settings)
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.database_dir / "secret_key"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
         path.write_text(secrets.token_hex(32))
@@ -42,31 +44,36 @@ def _secret_key(app):
     return path.read_text().strip()
 
 
-def create_app(config=None):
+def create_app(settings=None, testing=False):
+    """settings: a Settings, made once by the caller; from the environment when not given."""
+    settings = settings or Settings.from_environment()
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
-    app.config.update(settings.from_environment())
-    app.config.update(config or {})
-    app.config["SECRET_KEY"] = _secret_key(app)
-    for folder in ("UPLOAD_DIR", "HEATMAP_DIR"):
-        Path(app.config[folder]).mkdir(parents=True, exist_ok=True)
+    keep_settings(app, settings)
+    app.config.update(TESTING=testing, SECRET_KEY=_secret_key(settings),
+                      TRUSTED_HOSTS=list(settings.trusted_hosts),
+                      MAX_CONTENT_LENGTH=settings.max_content_length,
+                      SESSION_COOKIE_SECURE=settings.secure_cookies, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_HTTPONLY=True)
+    for folder in (settings.upload_dir, settings.heatmap_dir):
+        Path(folder).mkdir(parents=True, exist_ok=True)
 
     from skinlesion.imageio import return_large_blocks_promptly
     from skinlesion.runtime import configure_threads
-    configure_threads(app.config.get("INFERENCE_THREADS", 0))
+    configure_threads(settings.inference_threads)
     return_large_blocks_promptly()  # concurrent decodes give their memory back
     from . import api, auth, cli, errors, pages, patient_pages, security
-    from .engine import Engine, EngineSettings
+    from .engine import Engine
     security.init_app(app)
     try:
-        store = Store(app.config["DATABASE"])
+        store = Store(settings.database)
         auth.init_app(app, store.engine)  # before CSRF: an anonymous POST is sent to the login page first
     except db.DatabaseError as error:
-        if app.config.get("BOOT_FAILURE") != "degrade":
+        if not settings.degrade_on_boot_failure:
             raise
-        return _unavailable(app, f"the database {db.describe(app.config['DATABASE'])} cannot be opened "
+        return _unavailable(app, f"the database {db.describe(settings.database)} cannot be opened "
                                  f"({error.orig or error})")
     security.init_csrf(app)
-    app.extensions["skinlesion"] = Engine(EngineSettings.from_config(app.config), store)
+    app.extensions["skinlesion"] = Engine(settings, store)
     cli.init_app(app)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint)
@@ -94,13 +101,13 @@ def _unavailable(app, reason):
     return app
 
 
-def sweep_orphans_at_start(config, store=None):
+def sweep_orphans_at_start(settings, store=None):
     """Once per server start (app.py, gunicorn's master), never per worker: remove files
     an interrupted analysis left without a row (older than the grace period). `store`: the
     app's own, when there is one (app.py); else one is opened and closed again."""
     own = store is None
-    store = store or Store(config["DATABASE"])
-    removed = sweep_orphans(store, (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
+    store = store or Store(settings.database)
+    removed = sweep_orphans(store, (settings.upload_dir, settings.heatmap_dir))
     if own:
         store.engine.dispose()  # gunicorn's master forks next: no open connection may be inherited
     if removed:

@@ -19,6 +19,7 @@ from .auth import current_owner
 from .engine import ServiceUnavailable, VisitError
 from .forms import FormError, read_case_and_note, read_task, read_visit, read_uploads
 from .limits import take_for_request
+from .config import settings_of
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
 
@@ -50,7 +51,7 @@ def as_json(record):
 def absolute_url(endpoint, **values):
     """An absolute URL under PUBLIC_URL when configured; else under the request's Host,
     which only ever is one of TRUSTED_HOSTS (a forged Host is refused before this)."""
-    base = current_app.config.get("PUBLIC_URL")
+    base = settings_of(current_app).public_url
     if base:
         return base + url_for(endpoint, **values)
     return url_for(endpoint, **values, _external=True)
@@ -102,7 +103,7 @@ def health():
     a login it says only healthy or not and why, not which models run."""
     problems = engine().problems()
     body = {"status": "failing" if problems else "ok", "problems": problems}
-    if current_owner() is not None or not current_app.config["LOGIN_REQUIRED"]:
+    if current_owner() is not None or not settings_of(current_app).login_required:
         body |= {"tasks": list(engine().tasks), "models": engine().versions()}
     return jsonify(body), 503 if problems else 200
 

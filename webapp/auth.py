@@ -1,6 +1,6 @@
 """Accounts: hashed passwords, login, per-account analyses, login throttling.
 
-Whether accounts are needed is decided once, at start (`login_required`): only `python
+Whether accounts are needed is one setting (`Settings.login_required`): only `python
 app.py` listening on loopback is a single-user workstation; any other server (gunicorn,
 `flask run`, another WSGI server) needs them unless SKINLESION_REQUIRE_LOGIN=never says
 otherwise. Pages use a session login; the JSON API (and the image URLs it returns) take
@@ -28,10 +28,10 @@ from flask import (Blueprint, current_app, g, jsonify, redirect, render_template
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import db
+from .config import settings_of
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("auth", __name__)
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 FREE_ATTEMPTS = 5  # failures per (name, address) before waiting
 FIRST_WAIT_SECONDS = 30  # then 30 s, 60 s, 120 s, ... after each further failure
 MAX_WAIT_SECONDS = 15 * 60
@@ -49,13 +49,6 @@ OPEN_ENDPOINTS = ("auth.login", "static")
 # A load balancer's probe must tell a healthy host from a broken one without an account; with
 # credentials the health check also names the models (api.health).
 PROBE_ENDPOINT = "api.health"
-
-def login_required(setting, workstation, host):
-    """setting: always | never | auto. auto: accounts unless `python app.py` on loopback."""
-    if setting in ("always", "never"):
-        return setting == "always"
-    return not (workstation and (host or "127.0.0.1") in LOOPBACK)
-
 
 def wait_after(failures):
     """Seconds to wait after the last of `failures` recent failures."""
@@ -250,7 +243,7 @@ def _uses_basic_credentials():
 
 def enforce_login():
     g.user = g.account = None
-    if not current_app.config["LOGIN_REQUIRED"]:
+    if not settings_of(current_app).login_required:
         return None
     if request.endpoint in OPEN_ENDPOINTS or (request.endpoint == PROBE_ENDPOINT
                                               and request.authorization is None):
@@ -316,10 +309,8 @@ def logout():
 
 def init_app(app, engine):
     app.extensions["skinlesion_users"] = Users(engine)
-    app.config["LOGIN_REQUIRED"] = login_required(app.config.get("REQUIRE_LOGIN", "auto"),
-                                                  app.config.get("WORKSTATION", False),
-                                                  app.config.get("LISTEN_HOST"))
-    if not app.config["LOGIN_REQUIRED"] and not app.config.get("WORKSTATION"):
+    settings = settings_of(app)
+    if not settings.login_required and not settings.workstation:
         log.warning("Accounts are off (SKINLESION_REQUIRE_LOGIN=never): anyone who can reach "
                     "this server can read and delete every analysis.")
     app.before_request(enforce_login)

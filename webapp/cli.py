@@ -14,6 +14,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .config import settings_of
+
 users_cli = AppGroup("users", help="Manage the accounts that may log in.")
 
 
@@ -60,7 +62,7 @@ def purge_older_than(engine, days, now=None):
 @click.option("--days", type=int, default=None, help="default: SKINLESION_RETENTION_DAYS")
 def purge(days):
     """Remove analyses older than the retention period, with their files."""
-    days = days if days is not None else current_app.config["RETENTION_DAYS"]
+    days = days if days is not None else settings_of(current_app).retention_days
     if not days or days < 1:
         raise click.ClickException("Give --days N (N >= 1) or set SKINLESION_RETENTION_DAYS.")
     count = purge_older_than(current_app.extensions["skinlesion"], days)
@@ -72,8 +74,8 @@ def purge(days):
 def sweep():
     """Remove files that no analysis names, left by interrupted analyses (older than an hour)."""
     from .store import ORPHAN_GRACE_SECONDS, sweep_orphans
-    config = current_app.config
-    count = sweep_orphans(current_app.extensions["skinlesion"].store, (config["UPLOAD_DIR"], config["HEATMAP_DIR"]))
+    settings = settings_of(current_app)
+    count = sweep_orphans(current_app.extensions["skinlesion"].store, (settings.upload_dir, settings.heatmap_dir))
     click.echo(f"Removed {count} files without an analysis (older than {ORPHAN_GRACE_SECONDS // 60} minutes).")
 
 

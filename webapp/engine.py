@@ -5,7 +5,6 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
 from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
@@ -88,35 +87,6 @@ def new_id():
     return uuid.uuid4().hex
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """What the engine needs of the app's configuration (webapp.config), and nothing else."""
-    models_dir: Path
-    tasks: tuple
-    upload_dir: Path
-    heatmap_dir: Path  # every image derived from an analysis (overlays, outline, mask, crop)
-    overlay_format: str = "jpg"
-    calibration: str | None = None
-    scales: str | None = None  # a clinic's dermatoscope fields of view (skinlesion.scale), for mm
-    login_required: bool = False
-    boot_failure: str = "stop"
-    warm_up: bool = True
-    # An analysis stores its upload (at most the upload limit) and its derived images.
-    needed_free_bytes: int = 64 * 2**20
-    database_dir: Path | None = None  # SQLite's folder, whose disk every analysis writes too
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(models_dir=Path(config["MODELS_DIR"]), tasks=tuple(config["TASKS"]),
-                   upload_dir=Path(config["UPLOAD_DIR"]), heatmap_dir=Path(config["HEATMAP_DIR"]),
-                   overlay_format=config.get("OVERLAY_FORMAT", "jpg"), calibration=config.get("CALIBRATION"),
-                   scales=config.get("SCALES"),
-                   login_required=bool(config.get("LOGIN_REQUIRED")),
-                   boot_failure=config.get("BOOT_FAILURE", "stop"), warm_up=config.get("WARM_UP", True),
-                   needed_free_bytes=config.get("MAX_CONTENT_LENGTH", 20 * 2**20) + DERIVED_IMAGES_BYTES,
-                   database_dir=None if "://" in str(config["DATABASE"]) else Path(config["DATABASE"]).parent)
-
-
 class Engine:
     """The web app's one way to the analysis core, the files and the store."""
 
@@ -130,7 +100,7 @@ class Engine:
             self.analyzer = Analyzer(settings.models_dir, tasks=settings.tasks, calibration=settings.calibration,
                                      scales=read_scales(settings.scales) if settings.scales else None)
         except (ModelFileError, CalibrationError) as error:
-            if settings.boot_failure != "degrade":
+            if not settings.degrade_on_boot_failure:
                 raise
             self.analyzer, self.failure = None, str(error)
             log.error("Started WITHOUT MODELS, analyses answer 503 until the file is restored and "
@@ -159,7 +129,7 @@ class Engine:
         found = [self.store.check()] + [p for p in self.model_watch.problems() if p != self.failure]
         folders = dict.fromkeys(f for f in (self.settings.upload_dir, self.settings.heatmap_dir,
                                             self.settings.database_dir) if f is not None)
-        found += too_little_space(folders, self.settings.needed_free_bytes)
+        found += too_little_space(folders, self.settings.max_content_length + DERIVED_IMAGES_BYTES)
         if self.failure:
             found.append(f"this worker started without models: {self.failure}")
         return [problem for problem in found if problem]

@@ -7,15 +7,16 @@ from werkzeug.exceptions import SecurityError
 from .forms import too_many_parts_message
 from .limits import TooMuchWork
 from .pages import upload_page
+from .config import settings_of
 
 
 def too_large_message():
     """413 comes from two limits: the body's size, and the form's parts (their number, and
     the size of a text field)."""
-    config = current_app.config
-    if (request.content_length or 0) <= config["MAX_CONTENT_LENGTH"]:
-        return too_many_parts_message(config["MAX_FILES"])
-    return f"The upload is too large; the limit is {config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB."
+    settings = settings_of(current_app)
+    if (request.content_length or 0) <= settings.max_content_length:
+        return too_many_parts_message(settings.max_files)
+    return f"The upload is too large; the limit is {settings.max_upload_mb:g} MB."
 
 
 def register_error_handlers(app):

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from .config import settings_of
+
 from skinlesion.imageio import image_dimensions
 
 
@@ -26,7 +28,7 @@ class Upload:
 
 
 def example_names():
-    folder = Path(current_app.config["EXAMPLES_DIR"])
+    folder = Path(settings_of(current_app).examples_dir)
     return sorted(p.name for p in folder.glob("*.jpg")) if folder.is_dir() else []
 
 
@@ -36,16 +38,16 @@ def read_uploads(request, field="image"):
     if example:
         if example not in example_names():  # a fixed list: no path from the client is opened
             raise FormError("Unknown example image.")
-        path = Path(current_app.config["EXAMPLES_DIR"]) / example
+        path = Path(settings_of(current_app).examples_dir) / example
         return [Upload(path.read_bytes(), example)]
     files = [f for f in request.files.getlist(field) if f and (f.filename or f.content_length)]
     if not files:
         raise FormError("No file was uploaded: choose a dermoscopic image (JPEG, PNG, BMP, WebP or TIFF).")
-    limit = current_app.config["MAX_FILES"]
+    limit = settings_of(current_app).max_files
     if len(files) > limit:
         raise FormError(f"Too many files at once ({len(files)}); the limit is {limit}.")
     uploads = [Upload(f.read(), f.filename or "upload") for f in files]
-    _check_batch_pixels(uploads, current_app.config["MAX_BATCH_MEGAPIXELS"])
+    _check_batch_pixels(uploads, settings_of(current_app).max_batch_megapixels)
     return uploads
 
 

@@ -13,9 +13,10 @@ from sqlalchemy import case, or_, select
 
 from . import db
 from .auth import current_owner, upsert
+from .config import settings_of
 
 WINDOW_SECONDS = 60
-KINDS = {"analyses": "ANALYSES_PER_MINUTE", "reports": "REPORTS_PER_MINUTE"}  # kind -> its setting
+KINDS = {"analyses": "analyses_per_minute", "reports": "reports_per_minute"}  # kind -> its setting
 
 
 class TooMuchWork(Exception):
@@ -54,7 +55,7 @@ def take(engine, account, kind, amount, limit, now=None):
 
 def take_for_request(kind, amount=1):
     """take() for the logged-in account with the configured limit (0 or no accounts: none)."""
-    limit = current_app.config.get(KINDS[kind], 0)
+    limit = getattr(settings_of(current_app), KINDS[kind])
     account = current_owner()
     if limit and account is not None:
         take(current_app.extensions["skinlesion"].store.engine, account, kind, amount, limit)

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from flask import abort, request, session
 
+from .config import settings_of
+
 CSRF_FIELD = "csrf_token"
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -73,9 +75,9 @@ def add_security_headers(response):
 
 
 def init_app(app):
-    if app.config.get("PROXIES"):  # the client's address and scheme as the proxy saw them
+    count = settings_of(app).proxies
+    if count:  # the client's address and scheme as the proxy saw them
         from werkzeug.middleware.proxy_fix import ProxyFix
-        count = app.config["PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
     app.before_request(refuse_unknown_host)  # first: nothing may build a URL under a forged name
     app.before_request(refuse_cross_origin)  # before credentials are even looked at
