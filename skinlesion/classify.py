@@ -2,28 +2,12 @@
 import numpy as np
 
 from .classes import DISPLAY_NAMES, MALIGNANT
+from .flips import tta_views
 from .inputs import at_trained_resolution
 from .layer_names import LOGITS_LAYER, POOLED_LAYER
 from .preprocess import preprocess
 from .regions import classifier_input
 from .reliability import calibrated_probabilities
-
-
-TTA_MODES = ("none", "flip4")
-
-
-def tta_views(batch, mode):
-    """The test-time views of a batch: itself, or itself and its three flips (flip4).
-
-    Dermoscopic lesions have no up, down, left or right, so a flipped lesion is an
-    equally valid view; averaging four raised validation balanced accuracy by about
-    two points for the price of three extra forward passes of a small network.
-    """
-    if mode == "none":
-        return batch
-    if mode == "flip4":
-        return np.concatenate([batch, batch[:, :, ::-1], batch[:, ::-1], batch[:, ::-1, ::-1]])
-    raise ValueError(f"Unknown test-time augmentation {mode!r}; choose from {TTA_MODES}.")
 
 
 def tta_probabilities(predict, inputs, mode):

@@ -22,9 +22,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from .layer_names import LAST_CONV_LAYERS, LOGITS_LAYER, POOLED_LAYER
+from .layer_names import LAST_CONV_LAYERS, LOGITS_LAYER, POOLED_LAYER, SEGMENTER_OUTPUT
 from .models import member_last_conv_names
-from .segment import SEGMENTER_OUTPUT
 
 
 def is_classifier(model):

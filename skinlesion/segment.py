@@ -4,12 +4,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .classify import tta_views
+from .flips import tta_views
 from .inputs import segmenter_input
+from .layer_names import SEGMENTER_OUTPUT
 from .preprocess import preprocess
 from .runtime import ModelSpec
 
-SEGMENTER_OUTPUT = "mask"  # the forward graph's output (skinlesion.graphs)
 MIN_AREA_FRACTION = 0.005  # smaller than this is noise, not a lesion we can measure
 MAX_AREA_FRACTION = 0.98  # a mask covering the whole frame found no boundary
 # An outline is found but its measurements cannot be trusted when (each measured on HAM10000's

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from skinlesion.classify import Classifier, tta_probabilities, tta_views
+from skinlesion.classify import Classifier, tta_probabilities
+from skinlesion.flips import tta_views
 from skinlesion.runtime import keras_graphs
 
 
