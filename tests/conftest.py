@@ -46,7 +46,7 @@ def tiny_models(tmp_path_factory):
     import keras
     from skinlesion.classes import DISPLAY_NAMES, TASKS
     from skinlesion.cards import write_card
-    from skinlesion.models import build_mobilenet_classifier, build_unet
+    from training.builders import build_mobilenet_classifier, build_unet
     folder = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
     unet = build_unet((64, 64, 3), decoder_filters=(16, 16, 8, 8))

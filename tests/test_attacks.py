@@ -274,7 +274,7 @@ def test_a_refit_that_crashes_leaves_the_card_as_it_was(tiny_models, tmp_path, m
     def crash(*args, **kwargs):
         raise RuntimeError("killed mid-fit")
 
-    monkeypatch.setattr("skinlesion.datasets.split_sources", crash)
+    monkeypatch.setattr("training.datasets.split_sources", crash)
     with pytest.raises(RuntimeError, match="killed mid-fit"):
         fit_reliability.main(["--model", str(folder / "classifier_7class.h5"), "--data", str(tmp_path)])
     assert card_file.read_bytes() == before

@@ -11,7 +11,7 @@ def tiny_member(folder, name, size, seed, **card_changes):
     import keras
     from skinlesion.cards import write_card
     from skinlesion.classes import DISPLAY_NAMES, TASKS
-    from skinlesion.models import build_mobilenet_classifier
+    from training.builders import build_mobilenet_classifier
     keras.utils.set_random_seed(seed)
     model = build_mobilenet_classifier(7, size)
     kernel, bias = model.get_layer("logits").get_weights()  # a head with opinions, not uniform

@@ -4,7 +4,7 @@ import csv
 import pytest
 from PIL import Image
 
-from skinlesion.datasets import DatasetError, detect_layout, read_dataset, split_by_group
+from training.datasets import DatasetError, detect_layout, read_dataset, split_by_group
 
 
 def image(path):
@@ -101,7 +101,7 @@ def test_isic2017_labels_undo_the_squash(tmp_path):
 
 
 def test_each_source_is_split_on_its_own(tiny_ham10000, tiny_labels_csv):
-    from skinlesion.datasets import split_for_task, split_sources
+    from training.datasets import split_for_task, split_sources
     classes = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
     train, val = split_sources([tiny_ham10000, tiny_labels_csv], classes, 0.3, seed=1)
     ham_train, ham_val = split_for_task(read_dataset(tiny_ham10000), classes, 0.3, seed=1)
@@ -116,7 +116,7 @@ def test_a_labels_csv_with_patients_keeps_a_lesion_and_a_patient_on_one_side(tmp
     one group of the split; an image with neither is its own."""
     import csv
     from conftest import synthetic_lesion, write_jpeg
-    from skinlesion.datasets import read_dataset, split_for_task
+    from training.datasets import read_dataset, split_for_task
     (tmp_path / "images").mkdir()
     rows = [("A1", "mel", "L1", ""), ("A2", "mel", "L1", "P1"), ("A3", "nv", "L2", "P1"),  # one patient
             ("B1", "nv", "", "P2"), ("B2", "nv", "L3", "P2"), ("C1", "nv", "", ""), ("D1", "mel", "L4", "")]

@@ -5,7 +5,8 @@ import keras
 import pytest
 
 from skinlesion.cards import ModelFileError, read_card
-from skinlesion.models import build_classifier, freeze_through, initialise_backbone, load_checked_model
+from skinlesion.models import load_checked_model
+from training.builders import build_classifier, freeze_through, initialise_backbone
 
 
 def test_checked_load_refuses_a_changed_file(tiny_models, tmp_path):

@@ -69,7 +69,7 @@ def test_analysis_is_deterministic(analyzer):
 
 @pytest.mark.skipif(not SHARED_HAM10000.is_dir(), reason="../shared data not available")
 def test_segmentation_on_real_validation_images(analyzer):
-    from skinlesion.datasets import read_dataset, split_by_group
+    from training.datasets import read_dataset, split_by_group
     from skinlesion.imageio import load_image
     from skinlesion.inputs import load_mask
     from skinlesion.preprocess import preprocess

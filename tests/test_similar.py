@@ -92,7 +92,7 @@ def test_the_result_page_shows_the_neighbours_and_the_api_carries_them(tiny_mode
 def test_the_gallery_takes_one_image_per_lesion_and_only_known_licences():
     from pathlib import Path
 
-    from skinlesion.datasets import Sample
+    from training.datasets import Sample
     from training.build_gallery import choose_cases
     samples = [Sample(Path(f"ISIC_{i}.jpg"), "nv", group, source=source)
                for i, (group, source) in enumerate([("L1", "ham10000"), ("L1", "ham10000"), ("L2", "ham10000"),
@@ -108,7 +108,7 @@ def test_the_shipped_gallery_holds_no_validation_lesion_and_fits_its_budget():
     from pathlib import Path
 
     from conftest import ROOT
-    from skinlesion.datasets import split_sources
+    from training.datasets import split_sources
     shared = ROOT.parent / "shared" / "data"
     path = ROOT / "models" / "gallery_7class.npz"
     if not path.is_file() or not shared.is_dir():

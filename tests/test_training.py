@@ -111,7 +111,7 @@ def test_image_side_writes_the_training_images_median_side_into_the_card(tiny_mo
     from skinlesion.cards import read_card, write_card
     from skinlesion.classify import Classifier
     from skinlesion.runtime import keras_graphs
-    from skinlesion.datasets import read_dataset
+    from training.datasets import read_dataset
     from training import image_side
     for suffix in (".h5", ".json"):
         shutil.copy(tiny_models / f"classifier_7class{suffix}", tmp_path / f"classifier_7class{suffix}")
@@ -197,7 +197,7 @@ def test_dermatoscope_frame_darkens_the_corners_and_keeps_the_centre():
 
 def test_segmenter_init_from_a_keras_file(tiny_models, tiny_ham10000, tmp_path):
     """--init PATH copies MobileNetV2 weights by layer name from another model file."""
-    from skinlesion.models import build_unet, initialise_backbone
+    from training.builders import build_unet, initialise_backbone
     unet = build_unet((64, 64, 3))
     copied = initialise_backbone(unet, str(tiny_models / "classifier_7class.h5"), 64)
     assert copied > 50
@@ -234,7 +234,7 @@ def test_checkpoints_keep_the_weight_average_as_best_and_raw_weights_as_last(tmp
 
 def test_training_masks_truth_unet_and_mixed(tiny_models, tiny_ham10000, tmp_path, monkeypatch):
     """--train-masks: the true masks, the U-Net's (written once, reused), or half each."""
-    from skinlesion.datasets import read_dataset
+    from training.datasets import read_dataset
     from skinlesion.segment import Segmenter, describe_mask
     from training.train_classifier import training_masks
 

@@ -47,7 +47,7 @@ def parse_args(argv=None):
 
 def feature_extractor(init, input_size):
     import keras
-    from skinlesion.models import build_mobilenet_classifier, initialise_backbone
+    from training.builders import build_mobilenet_classifier, initialise_backbone
     model = build_mobilenet_classifier(7, input_size)
     initialise_backbone(model, init, input_size)
     return keras.Model(model.input, model.get_layer("pool").output)
@@ -69,7 +69,7 @@ def main(argv=None):
     args = parse_args(argv)
     configure_threads(args.threads)
     from skinlesion.classes import task_classes
-    from skinlesion.datasets import read_dataset, split_by_group
+    from training.datasets import read_dataset, split_by_group
     from skinlesion.inputs import prepare_for_classifier
     from skinlesion.preprocess import parse_steps
 

@@ -6,7 +6,7 @@
 Averages of models ranked another clinic's melanomas above its nevi better than their
 members every time they were measured (docs/evaluation/other_clinics.md), at one classifier
 pass per member. Unlike a soup (`training.soup`), the members need not share a basin, an input
-size or training data: the average is `skinlesion.models.build_average`, served, explained and
+size or training data: the average is `training.builders.build_average`, served, explained and
 fitted like any classifier. The members must look at a lesion alike (classes, crop mode,
 preprocessing, test-time views, the image side they were trained at) and must not have trained
 on one another's validation images (the same split seed and fraction: every source is split on
@@ -86,7 +86,7 @@ def average_card(cards, paths, note):
         "split": widest["split"],
         "note": note or None,
         "average": {"method": "uniform mean of the members' softmax probabilities (one graph: "
-                              "skinlesion.models.build_average)",
+                              "training.builders.build_average)",
                     "members": [{"file": str(path), "sha256": card["sha256"],
                                  **{key: card.get(key) for key in MEMBER_RECORD},
                                  "validation_metrics": card.get("validation_metrics"),
@@ -101,7 +101,8 @@ def main(argv=None):
     from training.common import configure_threads, ship
     configure_threads(args.threads)
     from skinlesion.cards import write_card
-    from skinlesion.models import build_average, load_checked_model
+    from skinlesion.models import load_checked_model
+    from training.builders import build_average
     loaded = [load_checked_model(path) for path in args.models]
     card = average_card([card for _, card in loaded], args.models, args.note)
     ship(build_average([model for model, _ in loaded]), args.out)

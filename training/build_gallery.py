@@ -132,7 +132,7 @@ def usefulness(gallery, features, labels, probabilities, classes, k):
 def main(argv=None):
     args = parse_args(argv)
     from skinlesion.classify import load_classifier
-    from skinlesion.datasets import read_dataset, split_sources
+    from training.datasets import read_dataset, split_sources
     from skinlesion.reliability import calibrated_probabilities
     from skinlesion.similar import Gallery, normalised
     from training.evaluate import serving_pass

@@ -43,7 +43,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from skinlesion.analysis import Analyzer
-    from skinlesion.datasets import DatasetError, read_class_folders
+    from training.datasets import DatasetError, read_class_folders
     from skinlesion.imageio import ImageError
     from skinlesion.models import ModelFileError
     from training.evaluate import referral_threshold

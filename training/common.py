@@ -244,7 +244,7 @@ def label_set_crossentropy():
     return LabelSetCrossentropy
 
 
-BATCHNORM_MOMENTUM = 0.9  # see skinlesion.models.set_batchnorm_momentum
+BATCHNORM_MOMENTUM = 0.9  # see training.builders.set_batchnorm_momentum
 
 
 def fit_best(args, build, train_data, val_data, monitor, evaluate, callbacks=(), custom_objects=None):
@@ -255,7 +255,7 @@ def fit_best(args, build, train_data, val_data, monitor, evaluate, callbacks=(),
 
     Returns (best model, the run's state, minutes this run trained)."""
     import keras
-    from skinlesion.models import set_batchnorm_momentum
+    from training.builders import set_batchnorm_momentum
     run = RunState(args.run_dir)
     state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None, "history": []}
     with distribution_strategy().scope():

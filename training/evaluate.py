@@ -312,7 +312,7 @@ def record_in_card(model_path, metrics, key, external=None):
 
 def select(folders, card, split, classes=None):
     """All samples of the folders, or each folder's validation split as in training."""
-    from skinlesion.datasets import read_dataset, split_by_group, split_sources
+    from training.datasets import read_dataset, split_by_group, split_sources
     if split == "all":
         return [s for folder in folders for s in read_dataset(folder)
                 if classes is None or s.label in classes]
@@ -418,7 +418,7 @@ def evaluate_classifier_cli(args, classifier, out):
 def evaluate_external(classifier, folder, models_dir, out):
     """Another clinic's labelled folder, whole, through the serving pipeline, at the card's
     referral threshold; plots and per-image probabilities under out/external/<source>/."""
-    from skinlesion.datasets import read_dataset
+    from training.datasets import read_dataset
     classes = classifier.classes
     found = read_dataset(folder, classes=classes)
     found_labels = np.array([classes.index(s.label) for s in found])

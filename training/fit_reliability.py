@@ -150,7 +150,7 @@ def rate(mask, selected=None):
 def main(argv=None):
     args = parse_args(argv)
     from skinlesion.classify import load_classifier
-    from skinlesion.datasets import read_dataset, split_sources
+    from training.datasets import read_dataset, split_sources
     from skinlesion.cards import card_path, read_card, save_card, sha256_of
     from skinlesion.reliability import FeatureDensity, ReliabilityModel, calibrated_probabilities
     from training import not_dermoscopy

@@ -54,7 +54,7 @@ def main(argv=None):
     args = parse_args(argv)
     from skinlesion.cards import read_card, write_card
     from skinlesion.classes import task_classes
-    from skinlesion.datasets import split_sources
+    from training.datasets import split_sources
     card = read_card(args.model)
     split = card["split"]
     classes = task_classes(card["task"].removeprefix("classification-"))

@@ -65,7 +65,7 @@ def main(argv=None):
 
     from skinlesion.analysis import Analyzer
     from skinlesion.cards import SEGMENTER_FILE, card_path
-    from skinlesion.datasets import read_dataset
+    from training.datasets import read_dataset
     from skinlesion.inputs import load_sample_image
     from skinlesion.measure import measure_lesion
     analyzer = Analyzer(args.models, tasks=(), runtime="keras")

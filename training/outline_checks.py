@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     from skinlesion.cards import read_card
-    from skinlesion.datasets import read_dataset, split_by_group
+    from training.datasets import read_dataset, split_by_group
     from skinlesion.imageio import load_image
     from skinlesion.inputs import load_mask
     from skinlesion.segment import jaccard, load_segmenter

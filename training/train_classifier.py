@@ -58,8 +58,8 @@ TEST_TIME_AUGMENTATION = "flip4"  # views averaged at validation and serving (cl
 
 def parse_args(argv=None):
     from skinlesion.classes import TASKS
-    from skinlesion.classify import TTA_MODES
-    from skinlesion.models import CLASSIFIER_BUILDERS
+    from skinlesion.flips import TTA_MODES
+    from training.builders import CLASSIFIER_BUILDERS
     from skinlesion.regions import CROP_MODES
     from training.augment import RECIPE_DESCRIPTIONS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -294,7 +294,7 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
     """The model card of a trained classifier (skinlesion.cards writes it beside the model)."""
     from skinlesion.cards import sha256_of
     from skinlesion.classes import DISPLAY_NAMES
-    from skinlesion.datasets import citation
+    from training.datasets import citation
     from training.augment import BASIC_GEOMETRY_RECIPES, RECIPE_DESCRIPTIONS
     train_counts, val_counts = source_counts(train, classes), source_counts(val, classes)
     return {
@@ -356,9 +356,9 @@ def main(argv=None):
     from skinlesion.cards import write_card
     from skinlesion.classes import task_classes
     from skinlesion.classify import tta_probabilities
-    from skinlesion.datasets import split_sources
+    from training.datasets import split_sources
     from skinlesion.inputs import prepare_for_classifier
-    from skinlesion.models import build_classifier, freeze_through, initialise_backbone
+    from training.builders import build_classifier, freeze_through, initialise_backbone
     from skinlesion.preprocess import parse_steps
     from training.evaluate import (REFERRAL_SENSITIVITY, classification_metrics,
                                    referral_threshold)

@@ -123,9 +123,9 @@ def main(argv=None):
     configure_threads(args.threads)
     import keras
     from skinlesion.cards import write_card
-    from skinlesion.datasets import read_dataset, split_by_group
+    from training.datasets import read_dataset, split_by_group
     from skinlesion.inputs import prepare_for_segmenter
-    from skinlesion.models import build_unet, freeze_through, initialise_backbone
+    from training.builders import build_unet, freeze_through, initialise_backbone
     from skinlesion.preprocess import parse_steps
     from training.evaluate import evaluate_segmenter
 

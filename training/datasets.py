@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .imageio import IMAGE_SUFFIXES
+from skinlesion.imageio import IMAGE_SUFFIXES
 
 MASK_SUFFIX = "_segmentation"
 
@@ -222,7 +222,7 @@ def read_ph2(root, classes=None, report=print):
 
 
 def read_class_folders(root, classes=None, report=print):
-    from .classes import DISPLAY_NAMES
+    from skinlesion.classes import DISPLAY_NAMES
     root = Path(root)
     folders = [p for p in sorted(root.iterdir()) if p.is_dir()]
     unknown = [p.name for p in folders if p.name.lower() not in DISPLAY_NAMES]
@@ -272,7 +272,7 @@ def _linked_groups(rows, id_column):
 def read_labels_csv(root, classes=None, report=print):
     """The general form: labels CSV (image_id|image, dx[, lesion_id][, patient_id]) + images
     below. Images sharing a lesion or a patient are one group of the split."""
-    from .classes import DISPLAY_NAMES
+    from skinlesion.classes import DISPLAY_NAMES
     root = Path(root)
     labels = _labels_csv(root)
     if labels is None:
@@ -316,7 +316,7 @@ def detect_layout(root):
         return "isic_segmentation"
     if _labels_csv(root) is not None:
         return "labels_csv"
-    from .classes import DISPLAY_NAMES
+    from skinlesion.classes import DISPLAY_NAMES
     if any(p.is_dir() and p.name.lower() in DISPLAY_NAMES for p in root.iterdir()):
         return "class_folders"
     raise DatasetError(f"{root}: layout not recognised. {LAYOUT_HELP}")
