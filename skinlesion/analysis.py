@@ -11,7 +11,7 @@ import numpy as np
 from .cards import SEGMENTER_FILE, card_digest, check_served_classifier, classifier_file
 from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
-from .imageio import downscale, image_dimensions, load_image
+from .imageio import Decoded, decode, downscale
 from .measure import measure_lesion
 from .regions import lesion_box
 from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
@@ -135,22 +135,17 @@ class Analyzer:
     def segment(self, image):
         return self.segmenter.segment_image(image)
 
-    def analyze(self, source, task="7class", explain=True, screen=True, original_size=None, scale=None):
-        """source: bytes, a path, a file object or an RGB uint8 array (`original_size`: the
-        size the array was decoded from, when it was shrunk; `scale`: its skinlesion.scale,
-        read from the file itself otherwise). Raises ImageError, and NotDermoscopyError (an
-        ImageError) for an image that is not dermoscopy."""
+    def analyze(self, source, task="7class", explain=True, screen=True):
+        """source: an upload decoded once (skinlesion.imageio.Decoded: pixels, size, header),
+        bytes, a path, a file object, or an RGB uint8 array (no scale known). Raises
+        ImageError, and NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
         if isinstance(source, np.ndarray):
-            original_size = original_size or {"width": source.shape[1], "height": source.shape[0]}
-            image = downscale(source, ANALYSIS_MAX_SIDE)
-        else:
-            if hasattr(source, "read"):  # a file object: read once, for the header and the pixels
-                source = source.read()
-            width, height = image_dimensions(source) or (None, None)
-            image = load_image(source, max_side=ANALYSIS_MAX_SIDE)
-            original_size = {"width": width or image.shape[1], "height": height or image.shape[0]}
-            scale = scale_of(source, max(original_size.values()), self.scales)
+            source = Decoded(source, source.shape[1], source.shape[0])
+        elif not isinstance(source, Decoded):
+            source = decode(source, max_side=ANALYSIS_MAX_SIDE)
+        image, original_size = downscale(source.pixels, ANALYSIS_MAX_SIDE), source.original_size
+        scale = scale_of(source, self.scales)
         # The classifier looks at the image at the resolution it was trained at (the U-Net, and
         # the page, at the image's own); the mask is resized to it when the crop is cut.
         prepared = classifier.prepare(image)

@@ -4,10 +4,12 @@ import io
 import os
 import threading
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .dicom import facts as dicom_facts_of
 from .dicom import is_dicom
 from .dicom import pixels as dicom_pixels
 from .dicom import read_header as read_dicom_header
@@ -92,6 +94,7 @@ def _open_dicom(data):
             (array / max(1, array.max()) * 255).astype(np.uint8)
     image = Image.fromarray(array)
     image.format = "DICOM"
+    image.info["dicom_facts"] = dicom_facts_of(dataset)  # from the header already read
     return image
 
 
@@ -191,8 +194,27 @@ def downscale(image, max_side):
     return cv2.resize(image, bounded_size(width, height, max_side), interpolation=cv2.INTER_AREA)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """An upload decoded once: its pixels and what its header said."""
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied, shrunk to max_side
+    width: int  # the upload's own size, as shown (after its EXIF rotation)
+    height: int
+    exif: dict = field(default_factory=dict)  # header EXIF tags ({} for none, and for DICOM)
+    dicom: dict = field(default_factory=dict)  # skinlesion.dicom.facts of a DICOM file, else {}
+
+    @property
+    def original_size(self):
+        return {"width": self.width, "height": self.height}
+
+
 def load_image(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
-    """Decode an image from bytes, a path or a file object to an (H, W, 3) uint8 RGB array.
+    """The pixels of decode(): an (H, W, 3) uint8 RGB array."""
+    return decode(source, max_pixels, min_side, max_side).pixels
+
+
+def decode(source, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, max_side=None):
+    """Decode an image from bytes, a path or a file object, once: a Decoded.
 
     EXIF orientation is applied. max_side: shrink so the longer side is at most this
     (a JPEG is decoded at a reduced scale directly: a 49 MP photograph never exists in
@@ -218,6 +240,9 @@ def _decode(source, max_pixels, min_side, max_side):
                     "use JPEG, PNG, BMP, WebP, TIFF or DICOM.")
             width, height = image.size
             check_dimensions(width, height, max_pixels, min_side)
+            exif = {} if image.format == "DICOM" else header_exif(image)
+            dicom = image.info.get("dicom_facts", {})
+            shown = (height, width) if exif.get(EXIF_ORIENTATION) in TURNED else (width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise ImageError("Animated or multi-page images are not supported: "
                                  "upload a single still image.")
@@ -227,7 +252,7 @@ def _decode(source, max_pixels, min_side, max_side):
             image.load()
             if max_side and max(image.size) > max_side:  # area averaging, before any copy
                 image = image.resize(bounded_size(*image.size, max_side), Image.Resampling.BOX)
-            return _to_rgb8(ImageOps.exif_transpose(image))
+            return Decoded(_to_rgb8(ImageOps.exif_transpose(image)), *shown, exif, dicom)
     except ImageError:
         raise
     except UnidentifiedImageError:

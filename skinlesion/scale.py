@@ -38,27 +38,26 @@ def read_scales(path):
     return scales
 
 
-def device_of(data):
-    """'Make Model' from an image's EXIF header ('' when it has none)."""
-    exif = _exif(data)
+def device_of(exif):
+    """'Make Model' from an image's EXIF tags ('' when it has none)."""
     words = [str(exif.get(tag, "")).strip().strip("\x00") for tag in (EXIF_MAKE, EXIF_MODEL)]
     return " ".join(word for word in words if word)
 
 
-def scale_of(data, longer_side, scales=None):
-    """{"mm_per_px", "source"} for an upload whose longer side has `longer_side` pixels, or None."""
-    from .dicom import dicom_facts
-    spacing = dicom_facts(data).get("mm_per_px") if isinstance(data, (bytes, bytearray)) else None
+def scale_of(decoded, scales=None):
+    """{"mm_per_px", "source"} for an upload (a skinlesion.imageio.Decoded), or None."""
+    longer_side = max(decoded.width, decoded.height)
+    spacing = decoded.dicom.get("mm_per_px")
     if spacing and FIELD_OF_VIEW_MM[0] <= spacing * longer_side <= FIELD_OF_VIEW_MM[1]:
         return {"mm_per_px": spacing, "source": "the DICOM file's pixel spacing"}
-    exif = _exif(data)
+    exif = decoded.exif
     unit, resolution = exif.get(EXIF_RESOLUTION_UNIT), exif.get(EXIF_X_RESOLUTION)
     if unit in MM_PER_UNIT and resolution:
         mm_per_px = MM_PER_UNIT[unit] / float(resolution)
         if FIELD_OF_VIEW_MM[0] <= mm_per_px * longer_side <= FIELD_OF_VIEW_MM[1]:
             return {"mm_per_px": mm_per_px, "source": "the image's own resolution tags"}
     if scales:
-        device = device_of(data)
+        device = device_of(exif)
         entry, named = (scales[device], device) if device in scales else (scales.get("*"), None)
         if entry:
             where = f"the field of view set for {named}" if named else "the clinic's default field of view"
@@ -76,17 +75,3 @@ def in_millimetres(measurements, scale, analysed_side, original_side):
     return dict(measurements, max_diameter_mm=round(measurements["max_diameter_px"] * mm_per_px, 2),
                 area_mm2=round(measurements["area_px"] * mm_per_px ** 2, 2),
                 scale={"mm_per_px": round(mm_per_px, 5), "source": scale["source"]})
-
-
-def _exif(source):
-    """The EXIF tags of bytes or a path, read from the header ({} when there are none; a DICOM
-    file has none, and opening it would decode its pixels)."""
-    from .dicom import is_dicom
-    from .imageio import _open, header_exif
-    if is_dicom(source):
-        return {}
-    try:
-        with _open(source) as image:
-            return header_exif(image)
-    except Exception:  # untrusted bytes: no scale, the decode gives the reason
-        return {}

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_lesion
+from skinlesion.imageio import decode
 from skinlesion.scale import ScaleError, in_millimetres, read_scales, scale_of
 
 
@@ -26,16 +27,16 @@ def test_a_device_setting_gives_millimetres_and_says_where_they_come_from(tmp_pa
     path = tmp_path / "scales.json"
     path.write_text(json.dumps({"DermLite DL5": {"field_of_view_mm": 25}, "*": {"field_of_view_mm": 20}}))
     scales = read_scales(path)
-    named = scale_of(jpeg(make="DermLite", model="DL5"), 400, scales)
+    named = scale_of(decode(jpeg(make="DermLite", model="DL5")), scales)
     assert named["mm_per_px"] == pytest.approx(25 / 400) and "DermLite DL5" in named["source"]
-    other = scale_of(jpeg(), 400, scales)
+    other = scale_of(decode(jpeg()), scales)
     assert other["mm_per_px"] == pytest.approx(20 / 400) and "default" in other["source"]
-    assert scale_of(jpeg(), 400, None) is None
+    assert scale_of(decode(jpeg()), None) is None
 
 
 def test_resolution_tags_count_only_when_they_describe_a_dermatoscope():
-    assert scale_of(jpeg(dpi=72, unit=2), 400) is None  # a camera's default: a lesion a metre wide
-    tagged = scale_of(jpeg(dpi=200, unit=3), 400)  # 200 px/cm: 20 mm across
+    assert scale_of(decode(jpeg(dpi=72, unit=2))) is None  # a camera's default: a lesion a metre wide
+    tagged = scale_of(decode(jpeg(dpi=200, unit=3)))  # 200 px/cm: 20 mm across
     assert tagged["mm_per_px"] == pytest.approx(0.05) and "resolution tags" in tagged["source"]
 
 

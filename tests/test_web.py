@@ -326,3 +326,15 @@ def test_pdf_report_reads_only_this_analysis_files(tmp_path):
                 "file:///etc/passwd", "http://evil.example/x"):
         with pytest.raises(ValueError):
             _local_file(url, lookup)
+
+
+def test_an_upload_is_decoded_once_per_analysis(app, monkeypatch):
+    """Issue 33.3: decode -> pixels, original size and header in one opening (the size and the
+    scale were read by opening the bytes twice more)."""
+    import PIL.Image
+    opened, real_open = [], PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda *args, **kwargs: opened.append(1) or real_open(*args, **kwargs))
+    with app.app_context():
+        record = app.extensions["skinlesion"].analyze_upload(jpeg_bytes(size=(300, 400)), "7class")
+    assert len(opened) == 1
+    assert record["summary"]["original_size"] == {"width": 400, "height": 300}

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
 from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
 from skinlesion.classify import CalibrationError
-from skinlesion.dicom import dicom_facts, is_dicom
-from skinlesion.imageio import ImageError, image_dimensions, load_image
-from skinlesion.scale import read_scales, scale_of
+from skinlesion.imageio import ImageError, decode
+from skinlesion.scale import read_scales
 from skinlesion.overlays import EncodingError, remove_images, upload_name, write_images
 
 from .patients import PatientStore
@@ -60,11 +59,6 @@ class Visit:
 class ResultImageError(ImageError):
     """The overlays of an analysis could not be encoded (never a storage problem)."""
     status = 422
-
-
-def _size_of(data):
-    size = image_dimensions(data)
-    return {"width": size[0], "height": size[1]} if size else None
 
 
 def too_little_space(folders, needed_bytes):
@@ -139,16 +133,14 @@ class Engine:
         is (none: a loose image). Raises ImageError, ValueError, StorageError."""
         # Decoded (and shrunk to the analysis size) before anything is trusted or written;
         # the upload's own bytes are kept unchanged.
-        image = load_image(data, max_side=ANALYSIS_MAX_SIDE)
+        upload = decode(data, max_side=ANALYSIS_MAX_SIDE)
         if self.analyzer is None:
             raise ModelsUnavailable("Analyses are paused: the server cannot load its models. "
                                     "Stored analyses can still be viewed. Please tell the administrator.")
         self.analyzer.classifier(task)  # refuses a task that is not loaded
         with _analysis_lock:
-            size = _size_of(data)
-            scale = scale_of(data, max(size.values()) if size else max(image.shape[:2]), self.analyzer.scales)
-            result = self.analyzer.analyze(image, task, original_size=size, scale=scale)
-        lesion_id = self.lesion_of_visit(visit or Visit(), owner, data) if visit or is_dicom(data) else None
+            result = self.analyzer.analyze(upload, task)
+        lesion_id = self.lesion_of_visit(visit or Visit(), owner, upload.dicom) if visit or upload.dicom else None
         analysis_id = new_id()
         files = self._write_files(analysis_id, data, result)
         record = new_record(
@@ -165,9 +157,10 @@ class Engine:
             self.patients.add_features(analysis_id, self.analyzer.classifier(task).card["sha256"], result.features)
         return stored
 
-    def lesion_of_visit(self, visit, owner, data=b""):
+    def lesion_of_visit(self, visit, owner, facts=None):
         """The lesion an upload is a visit of: the one named, or the patient's (made if new).
-        A DICOM file's own patient and body site fill what the form left empty. Raises VisitError."""
+        A DICOM file's own patient and body site (`facts`, skinlesion.dicom.facts) fill what the
+        form left empty. Raises VisitError."""
         if visit.lesion_id and visit.lesion_id != "new":
             found = self.visible_lesion(visit.lesion_id, owner)
             if found is None:
@@ -175,7 +168,7 @@ class Engine:
             if visit.patient and visit.patient != found[1]["identifier"]:
                 raise VisitError(f"That lesion is patient {found[1]['identifier']}'s, not {visit.patient}'s.")
             return found[0]["id"]
-        facts = dicom_facts(data)
+        facts = facts or {}
         identifier = visit.patient or facts.get("patient_id")
         if not identifier:
             return None
