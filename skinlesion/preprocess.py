@@ -74,7 +74,7 @@ STEPS = {
 STEP_ORDER = tuple(STEPS)
 
 # The default for new models; a model's card records the steps it was trained with and
-# serving uses the card's list, not this one. Chosen on the validation split (README).
+# serving uses the card's list, not this one. Chosen on the validation split (docs/models.md).
 DEFAULT_STEPS = ("color_constancy",)
 
 

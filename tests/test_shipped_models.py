@@ -32,7 +32,7 @@ def test_cards_are_complete_and_match(name):
     assert "by lesion_id" in card["split"]["method"] and "seed" in card["split"]
     if name != "unet":
         assert card["classes"] and card["referral"]["malignant_probability"] > 0
-        # Through the serving pipeline (U-Net crops), as the README reports every classifier;
+        # Through the serving pipeline (U-Net crops), as docs/models.md reports every classifier;
         # a single model also on true-mask crops (an average was not trained, only built).
         assert card["validation_metrics"]["serving_pipeline"]["confusion_matrix"]
         if "average" not in card:

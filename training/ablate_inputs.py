@@ -5,7 +5,7 @@ compares variants with a cheap, honest proxy: the frozen initial backbone's pool
 features, a class-balanced logistic regression fitted on the training split, scored
 on the lesion-disjoint validation split (balanced accuracy, macro AUC). The variant
 that wins here is the one the classifiers are fine-tuned with; the figures go into
-docs/evaluation/ablation.json and the README.
+docs/evaluation/ablation.json and docs/models.md.
 
     python -m training.ablate_inputs --init ../shared/weights/dog_breed_mobilenetv2.h5
 """

@@ -48,7 +48,7 @@ UNCERTAIN_BUDGET = 0.18  # at most this share of HAM10000 validation images carr
 # evaluate.REFERRAL_RULES. "every_source" flags --referral-sensitivity of every source's
 # melanomas; at 90%, for a model trained on HAM10000 alone, that meant a threshold flagging half
 # of HAM10000's nevi and 83% of ISIC 2017's. The shipped averages, whose members also trained on
-# ISIC 2017, use it (their flags: README, the training commands; docs/evaluation/other_clinics.md).
+# ISIC 2017, use it (their flags: docs/training.md; docs/evaluation/other_clinics.md).
 REFERRAL_RULE = "pooled"
 SEED = 0
 
