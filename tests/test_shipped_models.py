@@ -73,7 +73,7 @@ def test_segmentation_on_real_validation_images(analyzer):
     from skinlesion.imageio import load_image
     from skinlesion.inputs import load_mask
     from skinlesion.preprocess import preprocess
-    from training.evaluate import jaccard
+    from skinlesion.segment import jaccard
     card = analyzer.segmenter.card
     samples = read_dataset(SHARED_HAM10000, report=lambda m: None)
     _, val = split_by_group(samples, card["split"]["val_fraction"], card["split"]["seed"])

@@ -313,7 +313,7 @@ def test_evaluate_scores_external_folders_at_the_referral_threshold(tiny_models,
 
 
 def test_referral_figures_count_flagged_melanomas_and_nevi():
-    from training.evaluate import melanoma_vs_nevus_auc, referral_figures, referral_threshold
+    from training.metrics import melanoma_vs_nevus_auc, referral_figures, referral_threshold
     classes = ("bcc", "mel", "nv")
     labels = np.array([1, 1, 1, 1, 2, 2, 2, 2])
     malignant = np.array([0.9, 0.8, 0.6, 0.2, 0.7, 0.3, 0.1, 0.05])
@@ -327,7 +327,7 @@ def test_referral_figures_count_flagged_melanomas_and_nevi():
 
 def test_a_rounded_referral_threshold_still_flags_the_melanoma_that_set_it():
     """The card keeps four decimals; rounding 0.15806 to nearest (0.1581) would unflag it."""
-    from training.evaluate import referral_by_rule, referral_threshold
+    from training.metrics import referral_by_rule, referral_threshold
     classes = ("bcc", "mel", "nv")
     malignant = np.array([0.9, 0.8, 0.15806, 0.1, 0.05])
     labels = np.array([1, 1, 1, 1, 2])

@@ -56,7 +56,7 @@ def feature_extractor(init, input_size):
 def probe_score(train_features, train_labels, val_features, val_labels, classes):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
-    from training.evaluate import classification_metrics
+    from training.metrics import classification_metrics
     scaler = StandardScaler().fit(train_features)
     probe = LogisticRegression(C=0.05, class_weight="balanced", max_iter=2000)
     probe.fit(scaler.transform(train_features), train_labels)

@@ -46,7 +46,7 @@ def main(argv=None):
     from training.datasets import DatasetError, read_class_folders
     from skinlesion.imageio import ImageError
     from skinlesion.models import ModelFileError
-    from training.evaluate import referral_threshold
+    from training.metrics import referral_threshold
     try:
         analyzer = Analyzer(args.models, tasks=(args.task,), runtime="keras")
         classifier = analyzer.classifier(args.task)

@@ -67,7 +67,7 @@ def referral_on_external(folders, external_name, rule):
     """Every run's flag chosen alike (`rule`, evaluate.REFERRAL_RULES, for 90% melanoma
     sensitivity on its own validation images, serving pipeline), applied to the external set.
     `folders`: one run's evaluate output, or several runs' to average."""
-    from training.evaluate import REFERRAL_SENSITIVITY, referral_by_rule, referral_figures
+    from training.metrics import REFERRAL_SENSITIVITY, referral_by_rule, referral_figures
     labels, probabilities, classes, sources = read_average(folders)
     chosen = referral_by_rule(labels, probabilities, sources, classes, REFERRAL_SENSITIVITY, rule)
     labels, probabilities, classes, _ = read_average(folders, f"external/{external_name}/probabilities.csv")
@@ -78,7 +78,7 @@ def auc_change(base, folders, external, resamples=2000, seed=0):
     """(change, low, high): the external set's melanoma-vs-nevus AUC of `folders` minus that of
     `base`, with a 95% interval from resampling the set's melanomas and nevi together for both
     runs (a paired bootstrap: both scored the same images, so what varies is the images drawn)."""
-    from training.evaluate import melanoma_vs_nevus_auc
+    from training.metrics import melanoma_vs_nevus_auc
     relative = f"external/{external}/probabilities.csv"
     read_average(_as_list(base) + _as_list(folders), relative)  # refuses runs of different images
     labels, base_probabilities, classes, _ = read_average(base, relative)
@@ -101,7 +101,7 @@ def run_row(folders, against=None):
     (a '+'-joined name), as a dict of column -> text; all from the per-image files.
     `against`: another run (folders), to add each external AUC's change from it."""
     from skinlesion.cards import read_card
-    from training.evaluate import calibration, classification_metrics, melanoma_vs_nevus_auc
+    from training.metrics import calibration, classification_metrics, melanoma_vs_nevus_auc
     folders = [Path(folder) for folder in _as_list(folders)]
     cards = [read_card(json.loads((folder / "metrics.json").read_text())["model"]) for folder in folders]
     if len(folders) == 1:

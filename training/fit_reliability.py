@@ -54,7 +54,7 @@ SEED = 0
 
 
 def parse_args(argv=None):
-    from training.evaluate import REFERRAL_RULES, REFERRAL_SENSITIVITY
+    from training.metrics import REFERRAL_RULES, REFERRAL_SENSITIVITY
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="classifier .h5 with its card")
     p.add_argument("--data", nargs="+", default=DATA, help="the folders the model was trained on")
@@ -154,9 +154,10 @@ def main(argv=None):
     from skinlesion.cards import card_path, read_card, save_card, sha256_of
     from skinlesion.reliability import FeatureDensity, ReliabilityModel, calibrated_probabilities
     from training import not_dermoscopy
-    from training.evaluate import (calibration, classification_metrics,
-                                   malignant_scores, melanoma_vs_nevus_auc, plot_reliability,
-                                   referral_by_rule, referral_figures, serving_pass, summary_of)
+    from training.metrics import (calibration, classification_metrics, malignant_scores, melanoma_vs_nevus_auc,
+                                  referral_by_rule, referral_figures)
+    from training.plots import plot_reliability
+    from training.evaluate import serving_pass, summary_of
 
     started = time.time()
     model_path = Path(args.model)
@@ -300,7 +301,7 @@ def measure(reliability, outputs, labels, sources, classes, temperature, thresho
     """Per source: ECE, refused / unusual / uncertain / any-warning rates, and the share of
     the melanomas the referral flag misses that carry a warning."""
     from skinlesion.reliability import calibrated_probabilities
-    from training.evaluate import calibration, malignant_scores
+    from training.metrics import calibration, malignant_scores
     probabilities = calibrated_probabilities(outputs["view_logits"], temperature)
     malignant = malignant_scores(probabilities, classes)
     refused, unusual, uncertain = warnings_of(reliability, outputs, probabilities, malignant, threshold)

@@ -66,7 +66,8 @@ def main(argv=None):
     from skinlesion.classify import load_classifier
     from skinlesion.inputs import load_sample_image
     from skinlesion.reliability import calibrated_probabilities
-    from training.evaluate import classification_metrics, melanoma_vs_nevus_auc, select, serving_pass
+    from training.metrics import classification_metrics, melanoma_vs_nevus_auc
+    from training.evaluate import select, serving_pass
     started = time.time()
     classifier = load_classifier(args.model, "keras")
     classes = classifier.classes

@@ -360,8 +360,7 @@ def main(argv=None):
     from skinlesion.inputs import prepare_for_classifier
     from training.builders import build_classifier, freeze_through, initialise_backbone
     from skinlesion.preprocess import parse_steps
-    from training.evaluate import (REFERRAL_SENSITIVITY, classification_metrics,
-                                   referral_threshold)
+    from training.metrics import REFERRAL_SENSITIVITY, classification_metrics, referral_threshold
     from training.image_side import image_sides, max_image_side_entry
 
     seed_training(args.train_seed, args.deterministic)
