@@ -1,4 +1,7 @@
-"""The whole analysis of one image: load -> preprocess -> segment -> crop -> classify -> explain.
+"""The whole analysis of one image, in named stages:
+
+    decode -> segment -> read (crop, classify, gate, explain: Classifier.read)
+           -> measure -> reliability state -> similar cases -> Analysis
 
 `Analyzer` loads every model once (checking each file against its card) and is then
 called per image by the web app, the batch CLI and the evaluation script alike.
@@ -13,8 +16,7 @@ from .classes import TASKS, task_classes
 from .classify import apply_site_calibration, for_site, load_classifier, read_site_calibration
 from .imageio import Decoded, decode, downscale
 from .measure import measure_lesion
-from .regions import lesion_box
-from .reliability import NotDermoscopyError, Reliability, calibrated_probabilities, state_of
+from .reliability import NotDermoscopyError, Reliability, state_of
 from .runtime import SERVING_RUNTIME
 from .scale import in_millimetres, scale_of
 from .segment import load_segmenter
@@ -140,73 +142,74 @@ class Analyzer:
         bytes, a path, a file object, or an RGB uint8 array (no scale known). Raises
         ImageError, and NotDermoscopyError (an ImageError) for an image that is not dermoscopy."""
         classifier = self.classifier(task)
-        if isinstance(source, np.ndarray):
-            source = Decoded(source, source.shape[1], source.shape[0])
-        elif not isinstance(source, Decoded):
-            source = decode(source, max_side=ANALYSIS_MAX_SIDE)
-        image, original_size = downscale(source.pixels, ANALYSIS_MAX_SIDE), source.original_size
-        scale = scale_of(source, self.scales)
-        # The classifier looks at the image at the resolution it was trained at (the U-Net, and
-        # the page, at the image's own); the mask is resized to it when the crop is cut.
-        prepared = classifier.prepare(image)
-        checks = classifier.reliability
-        screening = checks is not None and screen
+        upload = as_decoded(source)
+        image = downscale(upload.pixels, ANALYSIS_MAX_SIDE)
         segmentation = self.segment(image)
-        mask = segmentation.mask if segmentation.found else None
-        region_box = None if mask is None or classifier.crop_mode == "full" else lesion_box(mask)
-        crop = classifier.input_for(prepared, mask)
-        # The whole image the dermoscopy gate reads rides in the classifier's pass (one batch
-        # costs less than two calls); the gate decides before anything is explained or kept.
-        whole = classifier.whole_input(prepared) if screening else None
-        if explain:  # Grad-CAM and saliency of the shown (most probable) class
-            explained = classifier.explain(crop, saliency=False, whole=whole)
-            probabilities, features = explained["probabilities"], explained["features"]
-            image_features = explained["image_features"]
-        else:
-            explained = {}
-            view_logits, features, image_features = classifier.outputs(crop[None], whole)
-            probabilities = calibrated_probabilities(view_logits, classifier.temperature)[0]
-            features = features[0]
-        marks = []
-        if screening:
+        gate = self._gate(classifier, image) if screen else None
+        reading = classifier.read(image, segmentation.mask if segmentation.found else None, explain, gate)
+        measurements = self._measurements(image, segmentation, upload)
+        reliability = self._reliability(classifier, reading, segmentation, measurements)
+        gallery = self.galleries.get(task)
+        similar = gallery.nearest(reading.features) if gallery is not None and segmentation.found else None
+        return Analysis(
+            task=task, image=image, original_size=upload.original_size, mask=segmentation.outline,
+            lesion_found=segmentation.found,
+            lesion_message=segmentation.reason, outline_problems=list(segmentation.outline_problems),
+            region_box=reading.region_box, classifier_input=reading.crop,
+            probabilities={code: float(p) for code, p in zip(classifier.classes, reading.probabilities)},
+            ranked=classifier.describe(reading.probabilities),
+            prediction=classifier.classes[int(np.argmax(reading.probabilities))],
+            malignant_probability=reading.malignant_probability, referral_threshold=classifier.referral_threshold,
+            referral_basis=classifier.referral, suspicious=classifier.flags(reading.malignant_probability),
+            low_confidence=reliability.uncertain, reliability=reliability, measurements=measurements,
+            model_versions={"segmenter": self._versions["segmenter"], "classifier": self._versions[task]},
+            gradcam=reading.gradcam, saliency=reading.saliency, gradcam_empty=reading.gradcam_empty,
+            warnings=[] if reliability.state == "confident" else [reliability.message], similar=similar,
+            features=reading.features if segmentation.found else None)
+
+    @staticmethod
+    def _gate(classifier, image):
+        """The dermoscopy gate, run on the whole image's features from the classifier's pass
+        (None for a model without fitted reliability parts): refuses, or says what it noted."""
+        checks = classifier.reliability
+        if checks is None:
+            return None
+
+        def gate(image_features):
             refusal, marks = checks.screen(image, image_features)
             if refusal:
                 raise NotDermoscopyError(refusal)
-        if explain:
-            explained["saliency"] = classifier.saliency(crop, explained["class_index"])
-        probabilities = probabilities.astype(np.float64) / probabilities.sum()
-        codes = classifier.classes
-        malignant = classifier.malignant_probability(probabilities)
-        threshold = classifier.referral_threshold
+            return marks
+        return gate
+
+    def _measurements(self, image, segmentation, upload):
+        """The outline's measurements, in mm where the upload's scale is known; None without a lesion."""
+        measurements = measure_lesion(image, segmentation.outline) if segmentation.found else None
+        return in_millimetres(measurements, scale_of(upload, self.scales), max(image.shape[:2]),
+                              max(upload.width, upload.height))
+
+    @staticmethod
+    def _reliability(classifier, reading, segmentation, measurements):
+        """The reading's reliability state: the fitted checks, or only the plain confidence rule."""
+        checks, probabilities = classifier.reliability, reading.probabilities
         if checks is not None:
             ood_score, unusual, unusual_reasons, uncertain_reasons = checks.assess(
-                probabilities, malignant, threshold, features, marks)
-        else:  # a model without fitted reliability parts: only the plain confidence rule
+                probabilities, reading.malignant_probability, classifier.referral_threshold,
+                reading.features, reading.gate_marks)
+        else:
             ood_score, unusual, unusual_reasons = None, False, []
             uncertain_reasons = (["no class reaches 50% probability"]
                                  if float(probabilities.max()) < LOW_CONFIDENCE else [])
-        measurements = measure_lesion(image, segmentation.outline) if segmentation.found else None
-        measurements = in_millimetres(measurements, scale, max(image.shape[:2]), max(original_size.values()))
         if segmentation.found and measurements is None:  # a sliver: its crop is no sure lesion either
             uncertain_reasons = [*uncertain_reasons, "the lesion's outline is too thin to measure"]
-        reliability = state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons,
-                               ood_score, segmentation.reason)
-        warnings = [] if reliability.state == "confident" else [reliability.message]
-        gallery = self.galleries.get(task)
-        similar = gallery.nearest(features) if gallery is not None and segmentation.found else None
-        return Analysis(
-            task=task, image=image, original_size=original_size, mask=segmentation.outline,
-            lesion_found=segmentation.found,
-            lesion_message=segmentation.reason, outline_problems=list(segmentation.outline_problems),
-            region_box=region_box, classifier_input=crop,
-            probabilities={code: float(p) for code, p in zip(codes, probabilities)},
-            ranked=classifier.describe(probabilities), prediction=codes[int(np.argmax(probabilities))],
-            malignant_probability=malignant, referral_threshold=threshold,
-            referral_basis=classifier.referral,
-            suspicious=threshold is not None and malignant >= threshold,
-            low_confidence=reliability.uncertain, reliability=reliability,
-            measurements=measurements,
-            model_versions={"segmenter": self._versions["segmenter"], "classifier": self._versions[task]},
-            gradcam=explained.get("gradcam"), saliency=explained.get("saliency"),
-            gradcam_empty=explained.get("gradcam_empty", False), warnings=warnings, similar=similar,
-            features=features if segmentation.found else None)
+        return state_of(segmentation.found, unusual, unusual_reasons, uncertain_reasons,
+                        ood_score, segmentation.reason)
+
+
+def as_decoded(source):
+    """Any source analyze() takes, as a Decoded (an array carries no header: no scale)."""
+    if isinstance(source, Decoded):
+        return source
+    if isinstance(source, np.ndarray):
+        return Decoded(source, source.shape[1], source.shape[0])
+    return decode(source, max_side=ANALYSIS_MAX_SIDE)

@@ -1,4 +1,6 @@
 """A loaded classifier with its card: classes, crop mode, preprocessing, referral threshold."""
+from dataclasses import dataclass
+
 import numpy as np
 
 from .classes import DISPLAY_NAMES, MALIGNANT
@@ -6,7 +8,7 @@ from .flips import tta_views
 from .inputs import at_trained_resolution
 from .layer_names import LOGITS_LAYER, POOLED_LAYER
 from .preprocess import preprocess
-from .regions import classifier_input
+from .regions import classifier_input, lesion_box
 from .reliability import calibrated_probabilities
 
 
@@ -38,6 +40,20 @@ def referral_basis(card):
             "validation_melanoma_sensitivity": referral.get("melanoma_sensitivity"),
             "validation_nevi_flagged_share": referral.get("nevi_flagged_share"),
             "external": external}
+
+
+@dataclass
+class Reading:
+    """What a classifier makes of one image's lesion (Classifier.read)."""
+    crop: np.ndarray  # the classifier's input, cut from the image
+    region_box: tuple | None  # where the crop was cut (None: the whole image)
+    probabilities: np.ndarray  # calibrated, over the test-time views, summing to 1, in the card's class order
+    malignant_probability: float
+    features: np.ndarray  # the crop's pooled features (unusual-image score, similar cases)
+    gate_marks: list  # what the dermoscopy gate noted without refusing
+    gradcam: np.ndarray | None = None  # [0, 1] at the crop's size, of the most probable class
+    saliency: np.ndarray | None = None
+    gradcam_empty: bool = False
 
 
 class Classifier:
@@ -109,6 +125,39 @@ class Classifier:
 
     def saliency(self, crop, class_index):
         return self.explainer.saliency(crop, class_index)
+
+    def read(self, image, mask, explain=True, gate=None):
+        """One reading of `image` (RGB, the analysed size) with its lesion `mask` (None: none
+        found): the crop, calibrated probabilities, features and explanations, in one pass
+        (and a second for the saliency). `gate`: called with the whole image's pooled
+        features, taken in the same pass, before the saliency is paid for; it raises to
+        refuse the image and returns what it noted."""
+        # The classifier looks at the image at the resolution it was trained at (the U-Net, and
+        # the page, at the image's own); the mask is resized to it when the crop is cut.
+        prepared = self.prepare(image)
+        crop = self.input_for(prepared, mask)
+        whole = self.whole_input(prepared) if gate else None
+        if explain:  # Grad-CAM of the shown (most probable) class in the same pass
+            explained = self.explain(crop, saliency=False, whole=whole)
+            probabilities, features = explained["probabilities"], explained["features"]
+            image_features = explained["image_features"]
+        else:
+            explained = {}
+            view_logits, features, image_features = self.outputs(crop[None], whole)
+            probabilities = calibrated_probabilities(view_logits, self.temperature)[0]
+            features = features[0]
+        marks = gate(image_features) if gate else []
+        if explain:
+            explained["saliency"] = self.saliency(crop, explained["class_index"])
+        probabilities = probabilities.astype(np.float64) / probabilities.sum()
+        return Reading(crop=crop, region_box=None if mask is None or self.crop_mode == "full" else lesion_box(mask),
+                       probabilities=probabilities, malignant_probability=self.malignant_probability(probabilities),
+                       features=features, gate_marks=marks, gradcam=explained.get("gradcam"),
+                       saliency=explained.get("saliency"), gradcam_empty=explained.get("gradcam_empty", False))
+
+    def flags(self, malignant_probability):
+        """Whether the referral flag is raised (never without a threshold)."""
+        return self.referral_threshold is not None and malignant_probability >= self.referral_threshold
 
     def malignant_probability(self, probabilities):
         return float(sum(p for code, p in zip(self.classes, probabilities) if code in MALIGNANT))
