@@ -240,9 +240,6 @@ def _decode(source, max_pixels, min_side, max_side):
                     "use JPEG, PNG, BMP, WebP, TIFF or DICOM.")
             width, height = image.size
             check_dimensions(width, height, max_pixels, min_side)
-            exif = {} if image.format == "DICOM" else header_exif(image)
-            dicom = image.info.get("dicom_facts", {})
-            shown = (height, width) if exif.get(EXIF_ORIENTATION) in TURNED else (width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise ImageError("Animated or multi-page images are not supported: "
                                  "upload a single still image.")
@@ -250,6 +247,11 @@ def _decode(source, max_pixels, min_side, max_side):
                 image.draft(None, bounded_size(width, height, max_side))
             check_decoded_bytes(image)
             image.load()
+            # The header's tags once the pixels are in: read before, a TIFF's made 8 concurrent
+            # decodes of a 49 MP float TIFF take +1.3 GB instead of +0.44 GB.
+            exif = {} if image.format == "DICOM" else header_exif(image)
+            dicom = image.info.get("dicom_facts", {})
+            shown = (height, width) if exif.get(EXIF_ORIENTATION) in TURNED else (width, height)
             if max_side and max(image.size) > max_side:  # area averaging, before any copy
                 image = image.resize(bounded_size(*image.size, max_side), Image.Resampling.BOX)
             return Decoded(_to_rgb8(ImageOps.exif_transpose(image)), *shown, exif, dicom)
