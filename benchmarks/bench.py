@@ -86,7 +86,7 @@ def stage_times(images, models_dir, task):
     """Each stage of one analysis, timed separately, as skinlesion.analysis runs them."""
     from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
     from skinlesion.imageio import load_image
-    from skinlesion.overlays import write_images
+    from webapp.files import AnalysisFiles
     from skinlesion.preprocess import preprocess
     from webapp.store import Store, new_record
     analyzer = Analyzer(models_dir, tasks=(task,))
@@ -94,6 +94,7 @@ def stage_times(images, models_dir, task):
     classifier = analyzer.classifier(task)
     store = Store(Path(tempfile.mkdtemp()) / "bench.sqlite3")
     folder = Path(tempfile.mkdtemp())
+    files = AnalysisFiles(folder, folder)
     stages = {name: [] for name in ("decode", "preprocess", "segment", "classify_gradcam_and_gate",
                                     "saliency", "images_written", "store_write", "whole_analysis")}
 
@@ -114,11 +115,11 @@ def stage_times(images, models_dir, task):
                           classifier.whole_input(prepared))
         timed("saliency", classifier.saliency, crop, explained["class_index"])
         result = analyzer.analyze(image, task)
-        timed("images_written", write_images, result, folder, f"b{index}")
+        timed("images_written", files.write, f"b{index}", data, result)
         timed("store_write", store.add, new_record(result.summary(), id=f"b{index}", files={},
                                                    original_name="x", image_sha256="", case_ref=None,
                                                    note=None, owner=None))
-        timed("whole_analysis", lambda: write_images(analyzer.analyze(data, task), folder, f"w{index}"))
+        timed("whole_analysis", lambda: files.write(f"w{index}", data, analyzer.analyze(data, task)))
     return {name: summary(values) for name, values in stages.items()}
 
 

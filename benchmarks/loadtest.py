@@ -100,7 +100,8 @@ def kill_mid_analysis(server, images, database=None):
 def orphans_after_restart(server_folder, database=None):
     """The sweep of a later start (past the grace period) removes the files without a row
     that the killed worker left; before it, they are counted too."""
-    from webapp.store import Store, sweep_orphans
+    from webapp.files import AnalysisFiles
+    from webapp.store import Store
     store = Store(database or server_folder / "db.sqlite3")
     folders = [server_folder / "u", server_folder / "h"]
 
@@ -109,7 +110,7 @@ def orphans_after_restart(server_folder, database=None):
         return sum(p.name not in known for folder in folders for p in folder.iterdir() if not p.name.startswith("."))
 
     before = without_row()
-    sweep_orphans(store, folders, grace_seconds=0)
+    AnalysisFiles(*folders).sweep_orphans(store.all_file_names(), grace_seconds=0)
     return {"files_without_row_before_sweep": before, "files_without_row_after_sweep": without_row()}
 
 

@@ -146,17 +146,7 @@ def render(analysis):
     return images
 
 
-# --- files ------------------------------------------------------------------------------
-
-def file_name(stem, kind, image_format="jpg"):
-    """The one naming of an analysis' image files: `{stem}_{kind}.{ext}`."""
-    return f"{stem}_{kind}.{IMAGE_KINDS[kind].suffix or image_format}"
-
-
-def upload_name(stem):
-    """The upload's own bytes, as received, for audit (never served raw)."""
-    return f"{stem}.upload"
-
+# --- encoding ---------------------------------------------------------------------------
 
 def encode(image, suffix, quality=90):
     """An RGB array (or a boolean mask, as 0/255 PNG) as file bytes. Raises EncodingError."""
@@ -197,33 +187,14 @@ def save_mask_png(mask, path):
     Path(path).write_bytes(encode(np.asarray(mask, bool), ".png"))
 
 
-def write_images(analysis, folder, stem, image_format="jpg"):
-    """Every image of an analysis into `folder`; returns kind -> file name. Each image is
-    encoded before any is written, so an image that cannot be encoded leaves no files."""
+def encoded_images(analysis, image_format="jpg"):
+    """kind -> file bytes of every image of an analysis (the mask as PNG, the others in
+    `image_format`). Raises EncodingError naming the image that could not be encoded."""
     encoded = {}
     for kind, image in render(analysis).items():
-        name = file_name(stem, kind, image_format)
+        suffix = IMAGE_KINDS[kind].suffix or image_format
         try:
-            encoded[name] = (kind, encode(image, Path(name).suffix))
+            encoded[kind] = encode(image, suffix)
         except EncodingError as error:
-            raise EncodingError(f"{name}: {error}") from None
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    try:
-        for name, (kind, data) in encoded.items():
-            (folder / name).write_bytes(data)
-            written[kind] = name
-    except OSError:
-        remove_images(folder, stem, image_format)
-        raise
-    return written
-
-
-def remove_images(folder, stem, image_format="jpg"):
-    """Remove whatever image files of the analysis `stem` exist in `folder`."""
-    for kind in IMAGE_KINDS:
-        try:
-            (Path(folder) / file_name(stem, kind, image_format)).unlink()
-        except (FileNotFoundError, NotADirectoryError):  # never written, or no folder at all
-            pass
+            raise EncodingError(f"{kind} image: {error}") from None
+    return encoded

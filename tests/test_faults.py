@@ -22,9 +22,9 @@ def test_unwritable_storage_gives_503_and_the_app_stays_up(app, tmp_path):
     kept = post_api(client, jpeg_bytes()).get_json()["id"]
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where a folder should be")
-    from dataclasses import replace
+    from webapp.files import AnalysisFiles
     engine = app.extensions["skinlesion"]
-    engine.settings = replace(engine.settings, heatmap_dir=blocker / "heatmap")
+    engine.files = AnalysisFiles(engine.files.upload_dir, blocker / "heatmap")
     response = post_api(client, jpeg_bytes(1))
     assert response.status_code == 503 and "storage" in response.get_json()["error"]
     page = client.get("/")

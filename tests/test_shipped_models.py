@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, MODELS, SHARED_HAM10000, shipped_models_present
-from skinlesion.overlays import write_images
+from webapp.files import AnalysisFiles
 
 pytestmark = [pytest.mark.shipped,
               pytest.mark.skipif(not shipped_models_present(), reason="shipped models not present")]
@@ -55,7 +55,7 @@ def test_examples_through_the_whole_pipeline(analyzer, task, tmp_path):
         assert result.mask.shape == result.image.shape[:2]
         assert result.lesion_found, path.name  # every example shows a clear lesion
         assert result.gradcam is not None and result.saliency is not None
-        saved = write_images(result, tmp_path, path.stem)
+        saved = AnalysisFiles(tmp_path, tmp_path).write(path.stem, path.read_bytes(), result)
         assert all((tmp_path / name).is_file() for name in saved.values())
 
 

@@ -13,7 +13,8 @@ from skinlesion.settings import Settings
 
 from . import db
 from .config import keep_settings
-from .store import Store, sweep_orphans
+from .files import AnalysisFiles
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def sweep_orphans_at_start(settings, store=None):
     app's own, when there is one (app.py); else one is opened and closed again."""
     own = store is None
     store = store or Store(settings.database)
-    removed = sweep_orphans(store, (settings.upload_dir, settings.heatmap_dir))
+    removed = AnalysisFiles(settings.upload_dir, settings.heatmap_dir).sweep_orphans(store.all_file_names())
     if own:
         store.engine.dispose()  # gunicorn's master forks next: no open connection may be inherited
     if removed:

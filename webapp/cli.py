@@ -73,9 +73,9 @@ def purge(days):
 @with_appcontext
 def sweep():
     """Remove files that no analysis names, left by interrupted analyses (older than an hour)."""
-    from .store import ORPHAN_GRACE_SECONDS, sweep_orphans
-    settings = settings_of(current_app)
-    count = sweep_orphans(current_app.extensions["skinlesion"].store, (settings.upload_dir, settings.heatmap_dir))
+    from .files import ORPHAN_GRACE_SECONDS
+    engine = current_app.extensions["skinlesion"]
+    count = engine.files.sweep_orphans(engine.store.all_file_names())
     click.echo(f"Removed {count} files without an analysis (older than {ORPHAN_GRACE_SECONDS // 60} minutes).")
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from skinlesion.analysis import ANALYSIS_MAX_SIDE, Analyzer
 from skinlesion.cards import ModelFileError, ModelFileWatch, model_paths
 from skinlesion.classify import CalibrationError
-from skinlesion.imageio import ImageError, decode
+from skinlesion.imageio import decode
 from skinlesion.scale import read_scales
-from skinlesion.overlays import EncodingError, remove_images, upload_name, write_images
 
+from .files import AnalysisFiles
 from .patients import PatientStore
 from .store import new_record
 
@@ -56,11 +56,6 @@ class Visit:
     y: float | None = None
 
 
-class ResultImageError(ImageError):
-    """The overlays of an analysis could not be encoded (never a storage problem)."""
-    status = 422
-
-
 def too_little_space(folders, needed_bytes):
     """A problem for each folder whose disk has less than `needed_bytes` free (an analysis
     would fail to store its files there), or that cannot be read."""
@@ -87,6 +82,7 @@ class Engine:
     def __init__(self, settings, store):
         self.settings = settings
         self.store = store
+        self.files = AnalysisFiles(settings.upload_dir, settings.heatmap_dir, settings.overlay_format)
         self.patients = PatientStore(store.engine)
         self.model_watch = ModelFileWatch(model_paths(settings.models_dir, settings.tasks))
         self.failure = None
@@ -215,27 +211,11 @@ class Engine:
             self.remove_files(files)
 
     def _write_files(self, analysis_id, data, result):
-        upload_dir, heatmap_dir = self.settings.upload_dir, self.settings.heatmap_dir
-        files = {}
         try:
-            upload_dir.mkdir(parents=True, exist_ok=True)
-            (upload_dir / upload_name(analysis_id)).write_bytes(data)  # as received, for audit
-            files["upload"] = upload_name(analysis_id)
-            files.update(write_images(result, heatmap_dir, analysis_id, self.settings.overlay_format))
-        except EncodingError as error:
-            self._remove_partial(analysis_id)
-            raise ResultImageError("The result images could not be made for this image "
-                                   f"({error}). Nothing was stored.") from None
+            return self.files.write(analysis_id, data, result)
         except OSError as error:
-            self._remove_partial(analysis_id)
             raise StorageError("The analysis could not be saved: the server's storage is full or "
                                "not writable. Please tell the administrator.") from error
-        return files
-
-    def _remove_partial(self, analysis_id):
-        """Whatever part of a failed analysis was written goes: the upload and its images."""
-        (self.settings.upload_dir / upload_name(analysis_id)).unlink(missing_ok=True)
-        remove_images(self.settings.heatmap_dir, analysis_id, self.settings.overlay_format)
 
     def visible(self, analysis_id, user):
         """The analysis if this user may see it (anyone when accounts are off), else None."""
@@ -271,17 +251,10 @@ class Engine:
         return batch, records
 
     def file_path(self, record, kind):
-        name = record["files"].get(kind)
-        if not name:
-            return None
-        return self._folder(kind) / name
-
-    def _folder(self, kind):
-        return self.settings.upload_dir if kind == "upload" else self.settings.heatmap_dir
+        return self.files.path(record["files"], kind)
 
     def remove_files(self, files):
-        for kind, name in files.items():
-            (self._folder(kind) / name).unlink(missing_ok=True)
+        self.files.remove(files)
 
     def delete(self, record):
         if self.store.delete(record["id"]):  # only the request that removed the row removes the files

@@ -7,15 +7,12 @@ grace period: a file without a row may belong to an analysis another process, or
 host sharing the storage, is writing.
 """
 import json
-import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 from sqlalchemy import delete, func, or_, select
 
 from . import db
 
-ORPHAN_GRACE_SECONDS = 60 * 60  # an analysis takes seconds; a worker times out after minutes
 JSON_COLUMNS = ("probabilities", "lesion", "models", "files", "summary")
 # The fields of an analysis' summary (Analysis.summary()) that are also columns, so that
 # lists and filters need not read the JSON; the summary itself is stored whole.
@@ -98,21 +95,6 @@ class Store:
         if row is None:
             return None
         return dict(row) | {"analyses": json.loads(row["analyses"]), "failures": json.loads(row["failures"])}
-
-
-def sweep_orphans(store, folders, grace_seconds=ORPHAN_GRACE_SECONDS):
-    """Remove files that no row names and that are older than the grace period; returns
-    how many. Run once per server start (not per worker) or from the command line."""
-    known = store.all_file_names()
-    cutoff = time.time() - grace_seconds
-    removed = 0
-    for folder in folders:
-        for path in Path(folder).glob("*"):
-            if (path.is_file() and not path.name.startswith(".") and path.name not in known
-                    and path.stat().st_mtime < cutoff):
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
 
 
 def now():
