@@ -98,6 +98,11 @@ def test_a_database_of_the_release_before_is_upgraded_and_loses_nothing(database
     patient_of = {lesion["id"]: lesion["patient_id"] for lesion in lesions}
     owner_of = {patient["id"]: patient["owner"] for patient in patients}
     assert all(owner_of[patient_of[by_id[r["id"]]]] == r["owner"] for r in rows if r["lesion_id"])
+    from webapp.store import Store  # the copied columns are folded into each summary, then dropped
+    kept = Store(database, engine).get("a1")
+    assert kept["prediction"] == "nv" and kept["summary"]["task"] == "7class"
+    assert kept["summary"]["malignant_probability"] == 0.1 and kept["summary"]["suspicious"] is False
+    assert "prediction" not in {column["name"] for column in inspect(engine).get_columns("analyses")}
     db.connect(database)  # a second start changes nothing
     with engine.connect() as connection:
         assert len(connection.execute(select(db.patients)).all()) == 3

@@ -81,11 +81,12 @@ def database(request, tmp_path):
 
 
 def record(analysis_id, case_ref=None, owner=None, created=None):
-    return {"id": analysis_id, "created": created, "task": "7class", "prediction": "nv",
-            "probabilities": {"nv": 0.9, "mel": 0.1}, "malignant_probability": 0.1, "suspicious": 0,
-            "low_confidence": 0, "lesion": {"found": True}, "models": {}, "files": {"upload": f"{analysis_id}.upload"},
-            "summary": {"ranked": []}, "original_name": "a.jpg", "image_sha256": "0" * 64,
-            "case_ref": case_ref, "note": None, "owner": owner}
+    from webapp.store import new_record
+    summary = {"task": "7class", "prediction": "nv", "probabilities": {"nv": 0.9, "mel": 0.1},
+               "malignant_probability": 0.1, "suspicious": False, "low_confidence": False,
+               "lesion": {"found": True}, "models": {}, "ranked": []}
+    return new_record(summary, id=analysis_id, created=created, files={"upload": f"{analysis_id}.upload"},
+                      original_name="a.jpg", image_sha256="0" * 64, case_ref=case_ref, note=None, owner=owner)
 
 
 def test_store_round_trip_on_both_databases(database):

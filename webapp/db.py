@@ -22,15 +22,9 @@ analyses = Table(
     "analyses", metadata,
     Column("id", String(64), primary_key=True),
     Column("created", String(40), nullable=False),
-    Column("task", String(32), nullable=False),
-    Column("prediction", String(32), nullable=False),
-    Column("probabilities", Text, nullable=False),
-    Column("malignant_probability", Float, nullable=False),
-    Column("suspicious", Integer, nullable=False),
-    Column("low_confidence", Integer, nullable=False),
-    Column("lesion", Text, nullable=False),
-    Column("models", Text, nullable=False),
     Column("files", Text, nullable=False),
+    # Analysis.summary() as JSON, stored once: the pages, the API and the exports read it;
+    # columns are only for what is searched or sorted (created, case_ref, owner, lesion_id).
     Column("summary", Text, nullable=False),
     Column("original_name", Text),
     Column("image_sha256", String(64)),

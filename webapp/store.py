@@ -13,19 +13,14 @@ from sqlalchemy import delete, func, or_, select
 
 from . import db
 
-JSON_COLUMNS = ("probabilities", "lesion", "models", "files", "summary")
-# The fields of an analysis' summary (Analysis.summary()) that are also columns, so that
-# lists and filters need not read the JSON; the summary itself is stored whole.
-SUMMARY_COLUMNS = ("task", "prediction", "probabilities", "malignant_probability", "suspicious",
-                   "low_confidence", "lesion", "models")
+JSON_COLUMNS = ("files", "summary")
 
 
 def new_record(summary, **fields):
-    """The row of an analysis: its summary as it is, the columns copied from it, and the
-    web app's own fields (id, files, original_name, image_sha256, case_ref, note, owner)."""
-    columns = {key: summary[key] for key in SUMMARY_COLUMNS}
-    columns.update(suspicious=int(summary["suspicious"]), low_confidence=int(summary["low_confidence"]))
-    return columns | fields | {"summary": summary}
+    """An analysis as the web app holds it: its summary (Analysis.summary(), stored once) with
+    the web app's own fields (id, files, original_name, image_sha256, case_ref, note, owner,
+    lesion_id); the summary's fields are also read at the top level (record["prediction"])."""
+    return summary | fields | {"summary": summary}
 
 
 class Store:
@@ -40,7 +35,8 @@ class Store:
 
     def add(self, record):
         record = dict(record, created=record.get("created") or now())
-        values = {k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in record.items()}
+        values = {k: json.dumps(v) if k in JSON_COLUMNS else v for k, v in record.items()
+                  if k in db.analyses.c}  # the summary's fields are in its JSON, not columns
         with self.engine.begin() as connection:  # one transaction
             connection.execute(db.analyses.insert().values(**values))
         return record
@@ -118,9 +114,8 @@ def _filters(case_ref, owner):
 
 
 def _decode(row):
+    """A row as a record (new_record's form)."""
     record = dict(row)
     for name in JSON_COLUMNS:
         record[name] = json.loads(record[name])
-    # Rows stored before the whole summary was kept hold part of it in the columns.
-    record["summary"] = {key: record[key] for key in SUMMARY_COLUMNS} | record["summary"]
-    return record
+    return record["summary"] | record
