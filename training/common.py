@@ -247,33 +247,35 @@ def label_set_crossentropy():
 BATCHNORM_MOMENTUM = 0.9  # see training.builders.set_batchnorm_momentum
 
 
-def fit_best(args, build, train_data, val_data, monitor, evaluate, callbacks=(), custom_objects=None):
+def fit_best(build, train_data, val_data, monitor, evaluate, *, run_dir, resume, epochs, lr, patience,
+             callbacks=(), custom_objects=None):
     """What every trainer does between its data and its card: build the model (or load the
-    last checkpoint with --resume), fit it with a checkpoint every epoch, warm-up + cosine
-    learning rate and early stopping on `monitor` (higher is better, computed by
-    `evaluate(model)`), then load the best epoch's model without its optimizer.
+    last checkpoint of `run_dir` when resuming), fit it for at most `epochs` with a checkpoint
+    every epoch, warm-up + cosine learning rate from `lr` and early stopping after `patience`
+    epochs without a better `monitor` (higher is better, computed by `evaluate(model)`), then
+    load the best epoch's model without its optimizer.
 
     Returns (best model, the run's state, minutes this run trained)."""
     import keras
     from training.builders import set_batchnorm_momentum
-    run = RunState(args.run_dir)
-    state = run.load() if args.resume else {"epoch": 0, "best": None, "best_epoch": None, "history": []}
+    run = RunState(run_dir)
+    state = run.load() if resume else {"epoch": 0, "best": None, "best_epoch": None, "history": []}
     with distribution_strategy().scope():
-        if args.resume and run.last.is_file():
+        if resume and run.last.is_file():
             model = keras.models.load_model(run.last, custom_objects=custom_objects)
-            if state["epoch"] < args.epochs:
+            if state["epoch"] < epochs:
                 state.setdefault("resumed_after_epochs", []).append(state["epoch"])
             print(f"resumed from {run.last} after epoch {state['epoch']}", flush=True)
         else:
             model = build()
     set_batchnorm_momentum(model, BATCHNORM_MOMENTUM)  # also on --resume: not saved reliably
     callbacks = [*callbacks,
-                 keras.callbacks.LearningRateScheduler(cosine_schedule(args.lr, args.epochs)),
+                 keras.callbacks.LearningRateScheduler(cosine_schedule(lr, epochs)),
                  epoch_callback(run, state, monitor, "max", evaluate),
-                 keras.callbacks.EarlyStopping(monitor, mode="max", patience=args.patience)]
+                 keras.callbacks.EarlyStopping(monitor, mode="max", patience=patience)]
     started = time.time()
-    if state["epoch"] < args.epochs:
-        model.fit(train_data, validation_data=val_data, epochs=args.epochs, initial_epoch=state["epoch"],
+    if state["epoch"] < epochs:
+        model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=state["epoch"],
                   callbacks=callbacks, verbose=2)
     minutes = (time.time() - started) / 60
     return keras.models.load_model(run.best, compile=False), run.load(), minutes
@@ -285,13 +287,13 @@ def ship(model, path):
     model.save(path)
 
 
-def training_record(args, state, minutes):
+def training_record(state, minutes, *, init, note, max_epochs, deterministic):
     """The card's account of a run: init, note, epochs, minutes and per-epoch history."""
-    return {"init": args.init, "note": args.note or None,
-            "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": args.epochs},
-            "deterministic": args.deterministic,
+    return {"init": init, "note": note or None,
+            "epochs": {"trained": state["epoch"], "best": state["best_epoch"], "max": max_epochs},
+            "deterministic": deterministic,
             # a resume restarts the random streams: such a run cannot be repeated bit for bit
-            "reproducible": args.deterministic and not state.get("resumed_after_epochs"),
+            "reproducible": deterministic and not state.get("resumed_after_epochs"),
             "resumed_after_epochs": state.get("resumed_after_epochs", []),
             "training_minutes_this_run": round(minutes, 1),
             "training_minutes_all_epochs": round(sum(h["seconds"] for h in state["history"]) / 60, 1),

@@ -343,7 +343,8 @@ def classifier_card(args, classes, steps, train, val, train_y, per_class, state,
                      "augmentation": f"{args.augment}: {RECIPE_DESCRIPTIONS[args.augment]}"
                                      + (f"; corners filled by {args.fill_mode}"
                                         if args.augment in BASIC_GEOMETRY_RECIPES else "")},
-        **training_record(args, state, minutes),
+        **training_record(state, minutes, init=args.init, note=args.note, max_epochs=args.epochs,
+                           deterministic=args.deterministic),
         "validation_metrics": {"ground_truth_mask_crops": metrics, "by_source": by_source},
         "referral": referral,
     }
@@ -425,11 +426,12 @@ def main(argv=None):
         return logs
 
     best, state, minutes = fit_best(
-        args, build,
+        build,
         make_pipeline(train_x, train_y, len(classes), args.batch_size, True, args.train_seed, weights,
                       args.augment, args.crop_mode, allowed, args.mixup, args.fill_mode, taught),
         make_pipeline(val_x, val_y, len(classes), 64, False, args.seed),
-        "val_balanced_accuracy", evaluate,
+        "val_balanced_accuracy", evaluate, run_dir=args.run_dir, resume=args.resume, epochs=args.epochs,
+        lr=args.lr, patience=args.patience,
         callbacks=[keras.callbacks.SwapEMAWeights()] if args.ema > 0 else [])  # val_loss on the average too
     if args.mixed_precision:  # ship a float32 model whatever the training policy was
         keras.mixed_precision.set_global_policy("float32")

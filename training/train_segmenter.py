@@ -113,7 +113,8 @@ def segmenter_card(args, steps, input_shape, samples, train, val, state, minutes
         "split": {"method": "by lesion_id, stratified by class", "val_fraction": args.val_fraction,
                   "seed": args.seed},
         "frozen_through": args.freeze_through if args.init != "none" else None,
-        **training_record(args, state, minutes),
+        **training_record(state, minutes, init=args.init, note=args.note, max_epochs=args.epochs,
+                           deterministic=args.deterministic),
         "validation_metrics": metrics,
     }
 
@@ -161,8 +162,9 @@ def main(argv=None):
         return {"val_jaccard": float(jaccard_per_image(val_y, predicted).mean())}
 
     best, state, minutes = fit_best(
-        args, build, make_pipeline(train_x, train_y, args.batch_size, True, args.seed),
+        build, make_pipeline(train_x, train_y, args.batch_size, True, args.seed),
         make_pipeline(val_x, val_y, 32, False, args.seed), "val_jaccard", evaluate,
+        run_dir=args.run_dir, resume=args.resume, epochs=args.epochs, lr=args.lr, patience=args.patience,
         custom_objects={"dice_bce_loss": dice_bce_loss})
     ship(best, args.out)
     metrics = evaluate_segmenter(best, val, steps, input_shape)
