@@ -335,10 +335,10 @@ def restored(folder, analysis_id, change_summary, **fields):
     store = Store(folder / "db.sqlite3")
     record = store.get(analysis_id)
     summary = change_summary(json.loads(json.dumps(record["summary"])))
+    summary["lesion"] = dict(summary["lesion"], **fields.get("lesion", {}))
     copy = new_record(summary, id=uuid.uuid4().hex, files=record["files"], original_name=record["original_name"],
                       image_sha256=record["image_sha256"], case_ref=fields.get("case_ref"),
                       note=fields.get("note"), owner=None)
-    copy["lesion"] = dict(record["lesion"], **fields.get("lesion", {}))
     store.add(copy)
     return copy["id"]
 
