@@ -62,6 +62,29 @@ def test_the_state_puts_the_most_serious_first():
     assert state_of(True, False, [], [], 0.9).state == "confident"
 
 
+def test_unusual_marks_keep_every_source_within_the_budget():
+    """The source whose scores run highest sets each threshold, and the lesions the U-Net
+    does not find come out of the budget first."""
+    from training.fit_reliability import held_out_unusual, mark_thresholds, marked_share
+    rng = np.random.default_rng(0)
+    sources = np.array(["near"] * 600 + ["far"] * 400)
+    scores = {"crop": np.r_[rng.normal(0, 1, 600), rng.normal(3, 1, 400)],
+              "image": np.r_[rng.normal(0, 1, 600), rng.normal(0, 1, 400)]}
+    no_lesion = np.zeros(1000, bool)
+    no_lesion[600:604] = True  # 1% of "far": 1% of the budget left, half a percent per mark
+    thresholds = mark_thresholds(scores, sources, no_lesion, 0.02)
+    assert thresholds["crop"] == pytest.approx(np.percentile(scores["crop"][600:], 99.5))
+    marked = marked_share(scores, thresholds, no_lesion)
+    for name in ("near", "far"):
+        assert marked[sources == name].mean() <= 0.02
+    assert marked[sources == "near"].mean() < 0.01  # held to the far source's thresholds
+    # a budget the lesions not found already spend leaves no mark below every validation score
+    assert mark_thresholds(scores, sources, no_lesion, 0.01)["crop"] == scores["crop"].max()
+    groups = np.array([f"lesion{i // 2}" for i in range(1000)])  # two images per lesion
+    held_out = held_out_unusual(scores, sources, groups, no_lesion, 0.02, seed=0)
+    assert set(held_out) == {"near", "far"} and all(0 <= share < 0.06 for share in held_out.values())
+
+
 @pytest.fixture(scope="module")
 def fitted_models(tiny_models, tiny_ham10000, tiny_labels_csv, tmp_path_factory):
     """The tiny models with the 7-class classifier's reliability fitted by the real script."""
@@ -93,6 +116,7 @@ def test_fit_writes_the_card_section_and_a_checked_file(fitted_models):
     assert card["referral"]["chosen_on"].startswith("calibrated serving-pipeline validation")
     assert card["referral"]["chosen_for_melanoma_sensitivity"] == 0.95  # what the result page states
     measured = section["measured"]
+    assert measured["unusual_budget"] == 0.02 and measured["unusual_held_out"]["share"]
     assert set(measured["not_dermoscopy"]["test_set"]) >= {"documents", "flat", "photos", "medical"}
     assert "kind_left_out_of_gate_training" in measured["not_dermoscopy"]
     assert card["external_validation"]  # scored at the new threshold
